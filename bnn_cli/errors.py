@@ -1,0 +1,36 @@
+"""The project's errors: each carries a user-facing message and a documented exit code."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    INTERNAL = 1  # a bug: unexpected exception
+    USAGE = 2  # bad command line or configuration
+    DATA = 3  # download, checksum or parse failure
+    RUN = 4  # run directory missing, incomplete or corrupt
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class BnnError(Exception):
+    """Base class: `str(err)` is the one line shown to the user after `error: `."""
+
+    exit_code = ExitCode.INTERNAL
+
+
+class ConfigError(BnnError):
+    exit_code = ExitCode.USAGE
+
+
+class DataError(BnnError):
+    exit_code = ExitCode.DATA
+
+
+class RunError(BnnError):
+    exit_code = ExitCode.RUN
+
+
+class FitFailed(BnnError):
+    """The fit diverged (NaN or infinite loss); the run is kept with state `failed`."""
+
+    exit_code = ExitCode.INTERNAL

@@ -1,0 +1,163 @@
+"""The run directory's life cycle: create (never overwrite), atomic writes, status, load, list.
+
+Layout (a contract, see the README): config.yaml, status.json, meta.json, elbo.csv, approx.npz,
+then metrics.json, per_class.csv, report.md, report.html and plots/ from `bnn evaluate`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from bnn_cli.errors import RunError
+
+STATES = ("running", "complete", "failed", "interrupted")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename: readers never see a
+    half-written file under the final name."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
+                      + "\n")
+
+
+def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def create_run_dir(runs_dir: Path, config_name: str) -> Path:
+    """A new, unique run directory `<UTC yyyymmdd-HHMMSS>-<name>-<6 hex>`. `mkdir` without
+    `exist_ok` makes two runs started in the same second get distinct directories."""
+    runs_dir = Path(runs_dir)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"cannot create runs directory '{runs_dir}': {exc.strerror} "
+                       "(choose another with --runs-dir or $BNN_RUNS_DIR)") from None
+    if not os.access(runs_dir, os.W_OK):
+        raise RunError(f"runs directory '{runs_dir}' is not writable (choose another with "
+                       "--runs-dir or $BNN_RUNS_DIR)")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    for _ in range(100):
+        path = runs_dir / f"{stamp}-{config_name}-{secrets.token_hex(3)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"cannot create run directory in '{runs_dir}': {exc.strerror}") \
+                from None
+    raise RunError(f"could not find a free run directory name in '{runs_dir}'")
+
+
+def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
+    """Update status.json atomically; keeps earlier fields (e.g. `created`)."""
+    if state not in STATES:
+        raise ValueError(f"unknown run state {state!r}")
+    status = read_status(run_dir, missing_ok=True) or {"created": utc_now()}
+    status.update(fields)
+    status["state"] = state
+    status["updated"] = utc_now()
+    atomic_write_json(Path(run_dir) / "status.json", status)
+    return status
+
+
+def read_status(run_dir: Path, missing_ok: bool = False) -> dict[str, Any] | None:
+    path = Path(run_dir) / "status.json"
+    if not path.is_file():
+        if missing_ok:
+            return None
+        raise RunError(f"'{run_dir}' has no status.json: not a bnn run directory")
+    try:
+        status = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise RunError(f"'{path}' is corrupt (not JSON)") from None
+    if not isinstance(status, dict) or status.get("state") not in STATES:
+        raise RunError(f"'{path}' is corrupt (no valid 'state')")
+    return status
+
+
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    status: dict[str, Any]
+    config: dict[str, Any]
+
+
+def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
+    """Open a run for reading; refuses one that is missing or not complete (unless allowed)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory '{run_dir}' not found")
+    status = read_status(run_dir)
+    state = status["state"]
+    if state != "complete":
+        if not (allow_incomplete and state in ("interrupted", "failed", "running")):
+            hint = (" (use --allow-incomplete to evaluate the parameters it saved)"
+                    if state == "interrupted" else "")
+            raise RunError(f"run '{run_dir.name}' is {state}, not complete{hint}")
+    config_path = run_dir / "config.yaml"
+    try:
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(f"run '{run_dir.name}' has no config.yaml") from None
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise RunError(f"'{config_path}' is corrupt (not YAML)") from None
+    if not isinstance(config, dict):
+        raise RunError(f"'{config_path}' is corrupt (not a mapping)")
+    return Run(run_dir, status, config)
+
+
+def list_runs(runs_dir: Path) -> list[Path]:
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    return sorted(p for p in runs_dir.iterdir() if (p / "status.json").is_file())
+
+
+def elapsed_since(start: float) -> float:
+    return round(time.perf_counter() - start, 3)
