@@ -38,40 +38,67 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 @cli.command("download-mnist")
-@click.option("--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist",
-              show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Default: $BNN_DATA_DIR, "
-              "else the user cache directory.")
-@click.option("--mirror", "mirrors", multiple=True, metavar="URL_OR_DIR",
-              help="Tried before the built-in mirrors; repeatable.")
+@click.option(
+    "--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Default: $BNN_DATA_DIR, else the user cache directory.",
+)
+@click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="URL_OR_DIR",
+    help="Tried before the built-in mirrors; repeatable.",
+)
 @click.option("--force", is_flag=True, help="Download again even if verified files are present.")
-def download_mnist(dataset: str, data_dir: str | None, mirrors: tuple[str, ...],
-                   force: bool) -> None:
+def download_mnist(
+    dataset: str, data_dir: str | None, mirrors: tuple[str, ...], force: bool
+) -> None:
     """Fetch a dataset from its mirrors, verify every file, and store it atomically."""
     from bnn_cli.data.datasets import resolve_data_dir
     from bnn_cli.data.download import download_dataset
 
-    target = download_dataset(dataset, resolve_data_dir(data_dir), list(mirrors), force=force,
-                              console=err_console)
+    target = download_dataset(
+        dataset, resolve_data_dir(data_dir), list(mirrors), force=force, console=err_console
+    )
     out_console.print(str(target), soft_wrap=True, highlight=False)
 
 
 @cli.command()
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="Override a dotted config key, e.g. --set inference.iterations=2000.")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a dotted config key, e.g. --set inference.iterations=2000.",
+)
 @click.option("--runs-dir", type=click.Path(file_okay=False))
 @click.option("--data-dir", type=click.Path(file_okay=False))
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
-def train(config_path: str, overrides: tuple[str, ...], runs_dir: str | None,
-          data_dir: str | None, no_eval: bool) -> None:
+def train(
+    config_path: str,
+    overrides: tuple[str, ...],
+    runs_dir: str | None,
+    data_dir: str | None,
+    no_eval: bool,
+) -> None:
     """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/."""
     from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
     config = load_config(Path(config_path), list(overrides))
-    run_dir = train_and_evaluate(config, _runs_dir(runs_dir), data_dir, evaluate=not no_eval,
-                                 console=err_console, argv=sys.argv)
+    run_dir = train_and_evaluate(
+        config,
+        _runs_dir(runs_dir),
+        data_dir,
+        evaluate=not no_eval,
+        console=err_console,
+        argv=sys.argv,
+    )
     out_console.print(str(run_dir), soft_wrap=True, highlight=False)
 
 
@@ -80,15 +107,25 @@ def train(config_path: str, overrides: tuple[str, ...], runs_dir: str | None,
 @click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--data-dir", type=click.Path(file_okay=False))
-@click.option("--allow-incomplete", is_flag=True,
-              help="Evaluate an interrupted run from the parameters it saved.")
-def evaluate(run_dir: str, draws: int | None, split: str, data_dir: str | None,
-             allow_incomplete: bool) -> None:
+@click.option(
+    "--allow-incomplete",
+    is_flag=True,
+    help="Evaluate an interrupted run from the parameters it saved.",
+)
+def evaluate(
+    run_dir: str, draws: int | None, split: str, data_dir: str | None, allow_incomplete: bool
+) -> None:
     """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report."""
     from bnn_cli.evaluate import evaluate_run
 
-    evaluate_run(Path(run_dir), draws=draws, split=split, data_dir=data_dir,
-                 allow_incomplete=allow_incomplete, console=err_console)
+    evaluate_run(
+        Path(run_dir),
+        draws=draws,
+        split=split,
+        data_dir=data_dir,
+        allow_incomplete=allow_incomplete,
+        console=err_console,
+    )
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
@@ -99,8 +136,9 @@ def compare(run_dirs: tuple[str, ...], csv_path: str | None) -> None:
     """A table of runs sorted by accuracy."""
     from bnn_cli.compare import compare_runs
 
-    compare_runs([Path(d) for d in run_dirs], Path(csv_path) if csv_path else None,
-                 console=out_console)
+    compare_runs(
+        [Path(d) for d in run_dirs], Path(csv_path) if csv_path else None, console=out_console
+    )
 
 
 def main() -> None:
@@ -125,8 +163,11 @@ def main() -> None:
     except Exception as exc:  # the boundary: any bug becomes exit 1 with a hint
         if debug:
             raise
-        print(f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
-              "traceback)", file=sys.stderr)
+        print(
+            f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
         sys.exit(ExitCode.INTERNAL)
 
 

@@ -88,10 +88,21 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference.floatX": ("float32", "float64"),
 }
 POSITIVE = {
-    "data.train_size", "data.val_size", "model.hidden", "model.filters", "model.kernel_size",
-    "model.pool_size", "prior.sd", "prior.hyper_sd", "inference.iterations",
-    "inference.batch_size", "inference.learning_rate", "inference.start_sigma",
-    "inference.eval_every", "evaluate.draws", "evaluate.chunk_size",
+    "data.train_size",
+    "data.val_size",
+    "model.hidden",
+    "model.filters",
+    "model.kernel_size",
+    "model.pool_size",
+    "prior.sd",
+    "prior.hyper_sd",
+    "inference.iterations",
+    "inference.batch_size",
+    "inference.learning_rate",
+    "inference.start_sigma",
+    "inference.eval_every",
+    "evaluate.draws",
+    "evaluate.chunk_size",
 }
 NON_NEGATIVE = {"seed"}
 
@@ -113,15 +124,17 @@ def config_from_dict(raw: Any) -> Config:
     return config
 
 
-def save_config(config: Config, path: Path) -> str:
+def config_yaml(config: Config) -> str:
     """The resolved configuration as YAML text (every default filled in)."""
     return yaml.safe_dump(config.to_dict(), sort_keys=False)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file '{path}' not found (give the path to a YAML file, "
-                          "e.g. configs/smoke.yaml)")
+        raise ConfigError(
+            f"config file '{path}' not found (give the path to a YAML file, "
+            "e.g. configs/smoke.yaml)"
+        )
     try:
         text = path.read_text(encoding="utf-8")
         raw = yaml.safe_load(text)
@@ -135,8 +148,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if raw is None:
         raise ConfigError(f"config file '{path}' is empty (see configs/ for examples)")
     if not isinstance(raw, dict):
-        raise ConfigError(f"config file '{path}' must hold a mapping of sections, "
-                          f"got {_kind(raw)}")
+        raise ConfigError(f"config file '{path}' must hold a mapping of sections, got {_kind(raw)}")
     return raw
 
 
@@ -178,9 +190,15 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 # `from __future__ import annotations` leaves types as strings; map the few we use.
 _TYPES: dict[str, Any] = {
-    "str": str, "int": int, "float": float, "tuple[int, ...]": tuple[int, ...],
-    "DataConfig": DataConfig, "ModelConfig": ModelConfig, "PriorConfig": PriorConfig,
-    "InferenceConfig": InferenceConfig, "EvaluateConfig": EvaluateConfig,
+    "str": str,
+    "int": int,
+    "float": float,
+    "tuple[int, ...]": tuple[int, ...],
+    "DataConfig": DataConfig,
+    "ModelConfig": ModelConfig,
+    "PriorConfig": PriorConfig,
+    "InferenceConfig": InferenceConfig,
+    "EvaluateConfig": EvaluateConfig,
 }
 
 
@@ -222,10 +240,13 @@ def _check_cross_fields(config: Config) -> None:
     if data.train_size + data.val_size > MNIST_TRAIN_IMAGES:
         raise ConfigError(
             f"data.train_size + data.val_size = {data.train_size + data.val_size} exceeds the "
-            f"{MNIST_TRAIN_IMAGES} training images of {data.dataset}")
+            f"{MNIST_TRAIN_IMAGES} training images of {data.dataset}"
+        )
     if config.inference.batch_size > data.train_size:
-        raise ConfigError(f"inference.batch_size: got {config.inference.batch_size}, expected "
-                          f"at most data.train_size ({data.train_size})")
+        raise ConfigError(
+            f"inference.batch_size: got {config.inference.batch_size}, expected "
+            f"at most data.train_size ({data.train_size})"
+        )
     if config.model.architecture == "conv":
         side = 28
         for i, _ in enumerate(config.model.filters):
@@ -234,7 +255,8 @@ def _check_cross_fields(config: Config) -> None:
                 raise ConfigError(
                     f"model.filters: conv block {i + 1} leaves no pixels with kernel_size "
                     f"{config.model.kernel_size} and pool_size {config.model.pool_size}; "
-                    "use fewer blocks or smaller kernels")
+                    "use fewer blocks or smaller kernels"
+                )
 
 
 def _unknown_key_message(prefix: str, key: Any, known: list[str]) -> str:

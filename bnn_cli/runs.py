@@ -31,6 +31,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it the usual mode (0666 less the umask).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -46,8 +50,9 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default)
-                      + "\n")
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -75,11 +80,15 @@ def create_run_dir(runs_dir: Path, config_name: str) -> Path:
     try:
         runs_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"cannot create runs directory '{runs_dir}': {exc.strerror} "
-                       "(choose another with --runs-dir or $BNN_RUNS_DIR)") from None
+        raise RunError(
+            f"cannot create runs directory '{runs_dir}': {exc.strerror} "
+            "(choose another with --runs-dir or $BNN_RUNS_DIR)"
+        ) from None
     if not os.access(runs_dir, os.W_OK):
-        raise RunError(f"runs directory '{runs_dir}' is not writable (choose another with "
-                       "--runs-dir or $BNN_RUNS_DIR)")
+        raise RunError(
+            f"runs directory '{runs_dir}' is not writable (choose another with "
+            "--runs-dir or $BNN_RUNS_DIR)"
+        )
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     for _ in range(100):
         path = runs_dir / f"{stamp}-{config_name}-{secrets.token_hex(3)}"
@@ -89,8 +98,7 @@ def create_run_dir(runs_dir: Path, config_name: str) -> Path:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise RunError(f"cannot create run directory in '{runs_dir}': {exc.strerror}") \
-                from None
+            raise RunError(f"cannot create run directory in '{runs_dir}': {exc.strerror}") from None
     raise RunError(f"could not find a free run directory name in '{runs_dir}'")
 
 
@@ -137,8 +145,11 @@ def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
     state = status["state"]
     if state != "complete":
         if not (allow_incomplete and state in ("interrupted", "failed", "running")):
-            hint = (" (use --allow-incomplete to evaluate the parameters it saved)"
-                    if state == "interrupted" else "")
+            hint = (
+                " (use --allow-incomplete to evaluate the parameters it saved)"
+                if state == "interrupted"
+                else ""
+            )
             raise RunError(f"run '{run_dir.name}' is {state}, not complete{hint}")
     config_path = run_dir / "config.yaml"
     try:

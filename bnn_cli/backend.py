@@ -1,0 +1,48 @@
+"""PyTensor set-up: float precision, a real BLAS for the C backend, and the compile mode.
+
+PyTensor installed with pip finds no BLAS to link against and falls back to slow paths. The
+`scipy-openblas32` wheel (the OpenBLAS build NumPy and SciPy ship) is on PyPI; its symbols carry a
+`scipy_` prefix, so the C backend is pointed at it with `-D` macros that rename the BLAS calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytensor
+
+logger = logging.getLogger(__name__)
+
+# The BLAS routines PyTensor's C code calls (pytensor/tensor/blas_headers.py).
+_BLAS_ROUTINES = (
+    "sgemm dgemm sgemv dgemv sger dger sdot ddot saxpy daxpy scopy dcopy sscal dscal"
+).split()
+_MODES = {"c": None, "numba": "NUMBA", "jax": "JAX"}
+
+
+def openblas_ldflags() -> str | None:
+    """Link flags for the scipy-openblas32 wheel, or None when it is not installed."""
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return None
+    lib_dir = scipy_openblas32.get_lib_dir()
+    renames = " ".join(f"-D{name}_=scipy_{name}_" for name in _BLAS_ROUTINES)
+    return f"-L{lib_dir} -l{scipy_openblas32.get_library()} -Wl,-rpath,{lib_dir} {renames}"
+
+
+def configure(float_x: str = "float32", backend: str = "c") -> str | None:
+    """Set PyTensor's floatX and BLAS; return the compile mode for `backend`."""
+    pytensor.config.floatX = float_x
+    # A user's own BLAS set-up (PYTENSOR_FLAGS or .pytensorrc) wins over ours.
+    user_set = "blas__ldflags" in os.environ.get("PYTENSOR_FLAGS", "") or os.path.exists(
+        os.path.expanduser("~/.pytensorrc")
+    )
+    if backend == "c" and not user_set and not getattr(configure, "_blas_done", False):
+        flags = openblas_ldflags()
+        if flags:
+            pytensor.config.blas__ldflags = flags
+            logger.debug("BLAS: %s", flags)
+        configure._blas_done = True
+    return _MODES[backend]

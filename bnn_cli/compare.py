@@ -1,0 +1,208 @@
+"""`bnn compare`: one row per run directory, best accuracy first, as a rich table and a CSV.
+
+Runs that cannot be ranked are still listed, with the reason, after the ranked ones: a run that
+is not complete, one without metrics.json (not evaluated), and paths that are not bnn run
+directories at all. Only when none of the paths exists is that an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bnn_cli.errors import RunError
+from bnn_cli.runs import atomic_write_text, list_runs, load_run, read_status
+
+log = logging.getLogger(__name__)
+
+# fmt: off
+ROW_KEYS = [
+    "run", "path", "name", "dataset", "architecture", "prior", "state", "iterations",
+    "planned_iterations", "wall_s", "split", "accuracy", "nll", "ece", "mean_epistemic",
+    "auroc_entropy", "problem",
+]
+# fmt: on
+METRIC_KEYS = ["accuracy", "nll", "ece", "mean_epistemic", "auroc_entropy"]
+DASH = "—"
+
+
+def compare_runs(run_dirs: list[Path], csv_path: Path | None, console: Console) -> list[dict]:
+    """Print the comparison table (and write it as CSV if asked); return the rows, ranked."""
+    paths = [Path(p) for p in run_dirs]
+    if paths and not any(p.exists() for p in paths):
+        listed = ", ".join(f"'{p}'" for p in paths)
+        raise RunError(f"none of the run directories exists: {listed}")
+    rows = sorted((collect_row(p) for p in paths), key=_rank)
+    console.print(comparison_table(rows))
+    if csv_path is not None:
+        atomic_write_text(Path(csv_path), rows_to_csv(rows))
+        log.info("comparison written to %s", csv_path)
+    return rows
+
+
+def collect_row(run_dir: Path) -> dict[str, Any]:
+    """What one run directory says about itself; `problem` explains whatever is missing."""
+    run_dir = Path(run_dir)
+    row: dict[str, Any] = dict.fromkeys(ROW_KEYS)
+    row.update(run=run_dir.name or str(run_dir), path=str(run_dir))
+    problem = _path_problem(run_dir)
+    if problem:
+        return {**row, "problem": problem}
+    try:
+        status = read_status(run_dir)
+    except RunError:
+        return {**row, "problem": "status.json is corrupt"}
+    row.update(
+        state=status["state"],
+        iterations=_int(status.get("iterations_done")),
+        wall_s=_number(status.get("wall_s")),
+    )
+    problems = []
+    try:
+        row.update(_config_fields(load_run(run_dir, allow_incomplete=True).config))
+    except RunError as exc:
+        problems.append(str(exc))
+    metrics, metrics_problem = _read_metrics(run_dir)
+    if metrics_problem:
+        problems.append(metrics_problem)
+    row.update(split=metrics.get("split"), **{k: _number(metrics.get(k)) for k in METRIC_KEYS})
+    row["problem"] = "; ".join(problems) or None
+    return row
+
+
+def _path_problem(run_dir: Path) -> str | None:
+    if not run_dir.exists():
+        return "not found"
+    if not run_dir.is_dir():
+        return "not a directory"
+    if not (run_dir / "status.json").is_file():
+        inside = list_runs(run_dir)
+        if inside:  # a runs directory given instead of its runs
+            return (
+                f"not a bnn run directory (no status.json); it holds {len(inside)} runs: "
+                f"pass them, e.g. {run_dir}/*"
+            )
+        return "not a bnn run directory (no status.json)"
+    return None
+
+
+def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
+    model, prior = config.get("model") or {}, config.get("prior") or {}
+    return {
+        "name": config.get("name"),
+        "dataset": (config.get("data") or {}).get("dataset"),
+        "architecture": model.get("architecture"),
+        "prior": prior.get("kind"),
+        "planned_iterations": _int((config.get("inference") or {}).get("iterations")),
+    }
+
+
+def _read_metrics(run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}, "not evaluated (no metrics.json)"
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}, "metrics.json is corrupt"
+    if not isinstance(metrics, dict):
+        return {}, "metrics.json is corrupt"
+    return metrics, None
+
+
+def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
+    """Complete and evaluated runs first, best accuracy first; then evaluated runs that are not
+    complete; then runs without metrics; then paths that are not runs."""
+    if row["state"] is None:
+        group = 3
+    elif row["accuracy"] is None:
+        group = 2
+    else:
+        group = 0 if row["state"] == "complete" else 1
+    return group, -(row["accuracy"] or 0.0), row["run"]
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}, best accuracy first")
+    table.add_column("run", no_wrap=True)
+    for header in ("name", "arch", "prior", "state"):
+        table.add_column(header)
+    for header in ("iterations", "wall time", "accuracy", "NLL", "ECE", "epistemic", "AUROC"):
+        table.add_column(header, justify="right")
+    table.add_column("note", style="yellow")
+    for row in rows:
+        table.add_row(*_table_cells(row), style="dim" if row["accuracy"] is None else None)
+    return table
+
+
+def _table_cells(row: dict[str, Any]) -> list[str]:
+    iterations = DASH if row["iterations"] is None else str(row["iterations"])
+    if row["planned_iterations"] not in (None, row["iterations"]) and row["iterations"] is not None:
+        iterations += f"/{row['planned_iterations']}"
+    return [
+        row["run"],
+        row["name"] or DASH,
+        row["architecture"] or DASH,
+        row["prior"] or DASH,
+        row["state"] or DASH,
+        iterations,
+        format_duration(row["wall_s"]),
+        format_percent(row["accuracy"]),
+        format_number(row["nll"]),
+        format_number(row["ece"]),
+        format_number(row["mean_epistemic"]),
+        format_number(row["auroc_entropy"]),
+        row["problem"] or "",
+    ]
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ROW_KEYS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in ROW_KEYS})
+    return buffer.getvalue()
+
+
+def format_duration(seconds: Any) -> str:
+    """12.3 s, 4 min 05 s, 4 h 06 min; a dash when unknown."""
+    value = _number(seconds)
+    if value is None or value < 0:
+        return DASH
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def format_percent(value: Any) -> str:
+    number = _number(value)
+    return DASH if number is None else f"{number:.2%}"
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    number = _number(value)
+    return DASH if number is None else f"{number:.{digits}f}"
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything else (missing, null, text, nan)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

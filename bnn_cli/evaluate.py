@@ -1,0 +1,151 @@
+"""`bnn evaluate`: rebuild a run's network, restore its approximation, draw the posterior
+predictive on the test (or validation) images, and write the reports."""
+
+from __future__ import annotations
+
+import logging
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from bnn_cli import runs
+from bnn_cli.config import Config, config_from_dict
+from bnn_cli.errors import BnnError, RunError
+from bnn_cli.models.architecture import param_specs
+
+logger = logging.getLogger(__name__)
+
+
+def evaluate_run(
+    run_dir: Path,
+    draws: int | None,
+    split: str,
+    data_dir: str | None,
+    allow_incomplete: bool,
+    console: Console,
+) -> dict:
+    """Evaluate a run in place; returns the metrics written to metrics.json."""
+    run = runs.load_run(Path(run_dir), allow_incomplete=allow_incomplete)
+    config = run_config(run)
+    arrays = load_params(run.path, config)
+    from bnn_cli import backend
+
+    mode = backend.configure(config.inference.floatX, config.inference.backend)
+    from bnn_cli.data.datasets import load_splits
+
+    splits = load_splits(
+        config.data.dataset, data_dir, config.data.train_size, config.data.val_size
+    )
+    images, labels = (
+        (splits.x_test, splits.y_test) if split == "test" else (splits.x_val, splits.y_val)
+    )
+    n_draws = draws or config.evaluate.draws
+    probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
+    scale_draws = prior_scale_draws(config, arrays, n_draws)
+    from bnn_cli.report import write_report
+
+    return write_report(
+        run.path,
+        probs,
+        labels,
+        images,
+        split=split,
+        config=config.to_dict(),
+        status=run.status,
+        scale_draws=scale_draws,
+        console=console,
+    )
+
+
+def run_config(run: runs.Run) -> Config:
+    try:
+        return config_from_dict(run.config)
+    except BnnError as exc:
+        raise RunError(f"run '{run.path.name}' has an invalid config.yaml: {exc}") from None
+
+
+def load_params(run_dir: Path, config: Config) -> dict[str, np.ndarray]:
+    """approx.npz, checked against the model the config describes (names, shapes, finiteness)."""
+    path = run_dir / "approx.npz"
+    if not path.is_file():
+        raise RunError(f"run '{run_dir.name}' has no approx.npz (the fit saved no parameters)")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise RunError(f"'{path}' is corrupt or truncated ({exc}); train the run again") from None
+    for spec in param_specs(config.model):
+        for key in (f"mu/{spec.name}", f"rho/{spec.name}"):
+            if key not in arrays:
+                raise RunError(
+                    f"'{path}' has no '{key}': it does not match the model in config.yaml"
+                )
+            if tuple(arrays[key].shape) != spec.shape:
+                raise RunError(
+                    f"'{path}': '{key}' has shape {tuple(arrays[key].shape)}, the "
+                    f"model in config.yaml needs {spec.shape}"
+                )
+            if not np.all(np.isfinite(arrays[key])):
+                raise RunError(
+                    f"'{path}': '{key}' holds NaN or infinite values; the fit "
+                    "diverged — train again with a lower learning rate"
+                )
+    return arrays
+
+
+def posterior_predictive(
+    config: Config,
+    arrays: dict[str, np.ndarray],
+    images: np.ndarray,
+    draws: int,
+    mode: str | None,
+    console: Console,
+) -> np.ndarray:
+    from bnn_cli.predict import compile_predict, predictive
+
+    fn = compile_predict(config.model, mode)
+    with Progress(
+        TextColumn("[bold]posterior predictive"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task("draws", total=draws)
+        return predictive(
+            fn,
+            arrays,
+            config.model,
+            images,
+            draws,
+            config.seed,
+            chunk_size=config.evaluate.chunk_size,
+            progress=lambda done: progress.update(task, completed=done),
+        )
+
+
+def prior_scale_draws(
+    config: Config, arrays: dict[str, np.ndarray], draws: int
+) -> dict[str, np.ndarray] | None:
+    """Posterior draws of each layer's prior scale (hierarchical runs): the scales live on the
+    log scale in the approximation (PyMC's log transform of a HalfNormal)."""
+    if config.prior.kind != "hierarchical":
+        return None
+    from bnn_cli.predict import softplus
+
+    rng = np.random.default_rng([config.seed, 3])
+    out = {}
+    for spec in param_specs(config.model):
+        name = f"{spec.name}_scale"
+        mu, rho = arrays.get(f"mu/{name}_log__"), arrays.get(f"rho/{name}_log__")
+        if mu is None or rho is None:
+            raise RunError(
+                f"approx.npz has no '{name}_log__': it does not match the "
+                "hierarchical model in config.yaml"
+            )
+        out[name] = np.exp(mu + softplus(rho) * rng.standard_normal(draws))
+    return out

@@ -1,0 +1,337 @@
+"""The report's figures, each rendered to PNG bytes (the caller writes them atomically and
+embeds them in the HTML). Matplotlib runs on the Agg backend: no display needed."""
+
+from __future__ import annotations
+
+import io
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: render off-screen, on servers and in CI alike
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.gridspec import GridSpec  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
+
+from bnn_cli.metrics import Predictive, accuracy_coverage, ece, reliability_bins  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DPI = 100  # small files: the report embeds every image
+ALEATORIC, EPISTEMIC = "#4c72b0", "#dd8452"
+CORRECT, WRONG = "#55a868", "#c44e52"
+SMOOTH_ABOVE = 200  # loss curves with more points than this get a running mean on top
+
+
+def render(draw: Callable[..., None], *args: Any, figsize: tuple[float, float]) -> bytes:
+    """Create a figure, let `draw(fig, *args)` fill it, and return it as PNG bytes. The
+    figure is always closed: pyplot keeps every open figure alive otherwise."""
+    fig = plt.figure(figsize=figsize, dpi=DPI)
+    try:
+        draw(fig, *args)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def elbo_png(elbo: dict[str, np.ndarray]) -> bytes:
+    """Loss over iterations (log scale when positive), validation accuracy on a twin axis."""
+    return render(_draw_elbo, elbo, figsize=(7.5, 4))
+
+
+def _draw_elbo(fig: Figure, elbo: dict[str, np.ndarray]) -> None:
+    ax = fig.add_subplot()
+    it, loss = elbo["iteration"], elbo["loss"]
+    finite = np.isfinite(loss)
+    it, loss = it[finite], loss[finite]
+    smooth = len(loss) > SMOOTH_ABOVE
+    ax.plot(it, loss, color=ALEATORIC, lw=0.8, alpha=0.35 if smooth else 1.0, label="loss")
+    if smooth:
+        window = max(len(loss) // 100, 5)
+        kernel = np.ones(window) / window
+        ax.plot(
+            it[window - 1 :],
+            np.convolve(loss, kernel, mode="valid"),
+            color=ALEATORIC,
+            lw=1.6,
+            label=f"running mean ({window})",
+        )
+    if loss.size and np.all(loss > 0):
+        ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (negative ELBO)")
+    ax.grid(alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    has_val = np.isfinite(elbo["val_accuracy"])
+    if has_val.any():
+        twin = ax.twinx()
+        twin.plot(
+            elbo["iteration"][has_val],
+            elbo["val_accuracy"][has_val],
+            "o-",
+            color=EPISTEMIC,
+            ms=3,
+            lw=1.2,
+            label="validation accuracy",
+        )
+        twin.set_ylabel("validation accuracy")
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    ax.legend(handles, labels, loc="center right", fontsize=8)
+    ax.set_title("Training: loss and validation accuracy")
+
+
+def reliability_png(pred: Predictive) -> bytes:
+    """Accuracy against confidence per bin, the diagonal, and the bin counts below."""
+    return render(_draw_reliability, pred, figsize=(5.5, 6))
+
+
+def _draw_reliability(fig: Figure, pred: Predictive) -> None:
+    table = reliability_bins(pred.confidence, pred.correct)
+    edges, counts = table["edges"], table["counts"]
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    filled = counts > 0
+    grid = GridSpec(2, 1, height_ratios=[3, 1], hspace=0.08, figure=fig)
+    top = fig.add_subplot(grid[0])
+    top.bar(
+        centers[filled],
+        table["accuracy"][filled],
+        width=width[filled],
+        color=ALEATORIC,
+        edgecolor="white",
+        label="accuracy",
+    )
+    gap_low = np.minimum(table["accuracy"], table["confidence"])[filled]
+    gap = np.abs(table["accuracy"] - table["confidence"])[filled]
+    top.bar(
+        centers[filled],
+        gap,
+        bottom=gap_low,
+        width=width[filled],
+        color=WRONG,
+        alpha=0.3,
+        edgecolor=WRONG,
+        hatch="//",
+        label="gap to confidence",
+    )
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    top.tick_params(labelbottom=False)
+    top.legend(loc="upper left", fontsize=8)
+    top.set_title(f"Reliability (ECE {ece(pred.confidence, pred.correct):.4f})")
+    bottom = fig.add_subplot(grid[1], sharex=top)
+    bottom.bar(centers, counts, width=width, color="grey", edgecolor="white")
+    for x, count in zip(centers[filled], counts[filled], strict=True):
+        bottom.annotate(str(count), (x, count), ha="center", va="bottom", fontsize=6)
+    if counts.max() > 0:
+        bottom.set_yscale("symlog", linthresh=1)
+        bottom.set_ylim(0, counts.max() * 4)
+    bottom.set(xlabel="confidence (max predictive probability)", ylabel="images")
+
+
+def per_class_uncertainty_png(rows: Sequence[dict[str, Any]]) -> bytes:
+    """Stacked bars: mean aleatoric + mean epistemic = mean predictive entropy, per class."""
+    return render(_draw_per_class_uncertainty, rows, figsize=(7.5, 4))
+
+
+def _draw_per_class_uncertainty(fig: Figure, rows: Sequence[dict[str, Any]]) -> None:
+    ax = fig.add_subplot()
+    names = [str(r["class"]) for r in rows]
+    aleatoric = np.array([r["mean_aleatoric"] or 0.0 for r in rows])
+    epistemic = np.array([r["mean_epistemic"] or 0.0 for r in rows])
+    x = np.arange(len(rows))
+    ax.bar(x, aleatoric, color=ALEATORIC, label="aleatoric (mean entropy of each draw)")
+    ax.bar(x, epistemic, bottom=aleatoric, color=EPISTEMIC, label="epistemic (mutual information)")
+    ax.set_xticks(
+        x,
+        names,
+        rotation=30 if max(map(len, names)) > 3 else 0,
+        ha="right" if max(map(len, names)) > 3 else "center",
+    )
+    ax.set(xlabel="true class", ylabel="mean entropy (nats)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Predictive uncertainty per class")
+
+
+def entropy_hist_png(pred: Predictive) -> bytes:
+    """Histograms of total entropy and of mutual information, correct vs wrong images."""
+    return render(_draw_entropy_hist, pred, figsize=(9, 3.6))
+
+
+def _draw_entropy_hist(fig: Figure, pred: Predictive) -> None:
+    top = np.log(pred.n_classes)
+    panels = [
+        ("predictive entropy (nats)", pred.total),
+        ("mutual information (nats)", pred.epistemic),
+    ]
+    for i, (label, values) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, 2, i)
+        bins = np.linspace(0, max(top if i == 1 else values.max(), 1e-6), 31)
+        for mask, name, color in (
+            (pred.correct, "correct", CORRECT),
+            (~pred.correct, "wrong", WRONG),
+        ):
+            if mask.any():
+                ax.hist(
+                    values[mask],
+                    bins=bins,
+                    density=True,
+                    alpha=0.55,
+                    color=color,
+                    label=f"{name} ({int(mask.sum())})",
+                )
+        ax.set(xlabel=label, ylabel="density" if i == 1 else None)
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    fig.suptitle("Uncertainty of correct and wrong predictions")
+
+
+def confusion_png(matrix: np.ndarray, names: Sequence[str]) -> bytes:
+    return render(_draw_confusion, matrix, names, figsize=(6.5, 5.5))
+
+
+def _draw_confusion(fig: Figure, matrix: np.ndarray, names: Sequence[str]) -> None:
+    """Counts in the cells; colour on a log scale so that the rare confusions show."""
+    ax = fig.add_subplot()
+    shown = np.where(matrix > 0, matrix, np.nan)
+    image = ax.imshow(shown, cmap="Blues", norm=LogNorm(vmin=1, vmax=max(matrix.max(), 2)))
+    threshold = np.sqrt(max(matrix.max(), 1))  # geometric mid-point of the log colour scale
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            ax.text(
+                col,
+                row,
+                str(count),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if count > threshold else "black",
+            )
+    ticks = np.arange(len(names))
+    ax.set_xticks(
+        ticks,
+        names,
+        rotation=45 if max(map(len, names)) > 3 else 0,
+        ha="right" if max(map(len, names)) > 3 else "center",
+    )
+    ax.set_yticks(ticks, names)
+    ax.set(xlabel="predicted class", ylabel="true class", title="Confusion matrix (counts)")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="images (log scale)")
+
+
+def uncertain_digits_png(
+    images: np.ndarray, pred: Predictive, names: Sequence[str], count: int = 16
+) -> bytes:
+    """The `count` images with the highest predictive entropy, each above a bar chart of its
+    predictive distribution (true class green, wrong prediction red)."""
+    chosen = np.argsort(-pred.total, kind="stable")[:count]
+    cols = min(4, len(chosen)) or 1
+    rows = max(1, int(np.ceil(len(chosen) / cols)))
+    return render(
+        _draw_uncertain_digits,
+        images,
+        pred,
+        names,
+        chosen,
+        cols,
+        rows,
+        figsize=(2.3 * cols, 3.1 * rows),
+    )
+
+
+def _draw_uncertain_digits(
+    fig: Figure,
+    images: np.ndarray,
+    pred: Predictive,
+    names: Sequence[str],
+    chosen: np.ndarray,
+    cols: int,
+    rows: int,
+) -> None:
+    outer = GridSpec(rows, cols, hspace=0.45, wspace=0.25, top=0.93, figure=fig)
+    side = int(round(np.sqrt(images[0].size)))
+    for slot, index in enumerate(chosen):
+        cell = outer[divmod(slot, cols)].subgridspec(2, 1, height_ratios=[2.4, 1], hspace=0.1)
+        true, guess = int(pred.labels[index]), int(pred.predicted[index])
+        picture = fig.add_subplot(cell[0])
+        picture.imshow(images[index].reshape(side, side), cmap="gray_r", vmin=0, vmax=1)
+        picture.set_xticks([])
+        picture.set_yticks([])
+        picture.set_title(
+            f"true {names[true]} · pred {names[guess]}\nH={pred.total[index]:.2f}"
+            f" MI={pred.epistemic[index]:.2f}",
+            fontsize=8,
+            color="black" if true == guess else WRONG,
+        )
+        bars = fig.add_subplot(cell[1])
+        colors = ["lightgrey"] * pred.n_classes
+        colors[guess] = WRONG if true != guess else colors[guess]
+        colors[true] = CORRECT
+        bars.bar(np.arange(pred.n_classes), pred.mean_probs[index], color=colors)
+        bars.set_ylim(0, 1)
+        bars.set_xticks(np.arange(pred.n_classes), [n[:2] for n in names], fontsize=5)
+        bars.set_yticks([0.5, 1.0], ["", ""])  # ticks only: the 0-1 scale is the same in all
+        bars.tick_params(length=2, pad=1)
+    fig.suptitle("Most uncertain images (predictive entropy)", fontsize=10)
+
+
+def coverage_png(pred: Predictive) -> bytes:
+    """Accuracy on the images kept when the most uncertain are rejected."""
+    return render(_draw_coverage, pred, figsize=(6, 4))
+
+
+def _draw_coverage(fig: Figure, pred: Predictive) -> None:
+    ax = fig.add_subplot()
+    for name, score, color in (
+        ("by predictive entropy", pred.total, ALEATORIC),
+        ("by mutual information", pred.epistemic, EPISTEMIC),
+    ):
+        curve = accuracy_coverage(score, pred.correct)
+        ax.plot(
+            curve["coverage"],
+            curve["accuracy"],
+            color=color,
+            label=f"{name} (area {curve['auc']:.4f})",
+        )
+    ax.axhline(pred.correct.mean(), color="grey", ls=":", lw=1, label="no rejection")
+    ax.set(xlim=(0, 1), xlabel="coverage (share of images kept)", ylabel="accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Accuracy when rejecting the most uncertain images")
+
+
+def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
+    """Posterior of each layer's prior scale (hierarchical prior), as an ArviZ forest plot."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
+        import arviz as az
+    posterior = {
+        name: np.asarray(draws, float).reshape(1, -1)  # one chain
+        for name, draws in scale_draws.items()
+    }
+    data = az.from_dict(posterior=posterior)
+    height = 1.2 + 0.45 * len(posterior)
+    return render(_draw_prior_scales, az, data, list(posterior), figsize=(7, height))
+
+
+def _draw_prior_scales(fig: Figure, az: Any, data: Any, names: list[str]) -> None:
+    ax = fig.add_subplot()
+    az.plot_forest(data, var_names=names, combined=True, hdi_prob=0.94, ax=ax, textsize=9)
+    ax.set_title("Posterior of the prior scales (94% HDI)", fontsize=10)
+    low, high = ax.get_xlim()
+    if low > 0 and high / low > 20:  # weight and bias scales can differ by orders of magnitude
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("scale")

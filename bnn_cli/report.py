@@ -1,0 +1,407 @@
+"""The evaluation report of a run: metrics.json, per_class.csv, plots/*.png, report.md and a
+self-contained report.html (inline CSS, images as data URIs, no links out: it opens offline).
+
+Markdown and HTML are rendered from one list of sections, so they always say the same thing.
+Every file is written atomically; metrics.json goes last, so its presence means the whole
+report is in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from bnn_cli import metrics as m
+from bnn_cli.compare import format_duration, format_number, format_percent
+from bnn_cli.data.datasets import DATASETS
+from bnn_cli.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, utc_now
+
+log = logging.getLogger(__name__)
+
+# fmt: off
+PER_CLASS_COLUMNS = [
+    "class", "count", "accuracy", "precision", "recall", "mean_confidence", "mean_entropy",
+    "mean_aleatoric", "mean_epistemic", "ece", "error_share", "top_confusion",
+    "top_confusion_count",
+]
+# (key, label, formatter, what it means) for the headline table, in reading order.
+HEADLINE = [
+    ("accuracy", "Accuracy", format_percent, "share of images whose predicted class is right"),
+    ("nll", "NLL", format_number, "mean -log predictive probability of the true class"),
+    ("brier", "Brier score", format_number, "mean squared error of the probabilities (0 best)"),
+    ("ece", "ECE", format_number, "expected calibration error, 15 confidence bins (0 best)"),
+    ("mean_entropy", "Predictive entropy", format_number, "total uncertainty, nats"),
+    ("mean_aleatoric", "Aleatoric", format_number, "mean entropy of each draw: noise in data"),
+    ("mean_epistemic", "Epistemic", format_number, "mutual information: disagreement of draws"),
+    ("auroc_entropy", "AUROC errors (entropy)", format_number,
+     "how well entropy flags misclassified images (0.5 chance, 1 perfect)"),
+    ("auroc_epistemic", "AUROC errors (epistemic)", format_number,
+     "the same, by mutual information"),
+    ("coverage_auc", "Accuracy-coverage area", format_number,
+     "mean accuracy as the most uncertain images are rejected"),
+    ("chi_square", "Chi-square", format_number,
+     "predicted vs true class counts, mean over draws (the 2016 notebook's check)"),
+    ("chi_square_p", "Chi-square p-value", format_number, "classes - 1 degrees of freedom"),
+]
+# fmt: on
+PLOT_CAPTIONS = {
+    "elbo.png": "Training loss (negative ELBO) and validation accuracy",
+    "reliability.png": "Reliability diagram: accuracy against confidence, with bin counts",
+    "coverage.png": "Accuracy when the most uncertain images are rejected",
+    "per_class_uncertainty.png": "Mean aleatoric and epistemic uncertainty per true class",
+    "entropy_hist.png": "Uncertainty of correct and wrong predictions",
+    "confusion.png": "Confusion matrix",
+    "uncertain_digits.png": "The most uncertain images and their predictive distributions",
+    "prior_scales.png": "Posterior of the hierarchical prior's scales",
+}
+
+
+@dataclass
+class Section:
+    """A heading with paragraphs, an optional table and optional plots, in that order."""
+
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    table: tuple[list[str], list[list[str]]] | None = None
+    plots: list[str] = field(default_factory=list)
+
+
+def write_report(
+    run_dir: Path,
+    probs: np.ndarray,
+    labels: np.ndarray,
+    images: np.ndarray,
+    *,
+    split: str,
+    config: dict[str, Any],
+    status: dict[str, Any],
+    scale_draws: dict[str, np.ndarray] | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Compute the metrics of `probs` (draws, n, classes) against `labels` and write the report
+    files into `run_dir`. Returns the metrics dict that metrics.json holds."""
+    run_dir = Path(run_dir)
+    pred = m.summarize(probs, labels)
+    names = class_names_for(config, pred.n_classes)
+    result = m.compute_metrics(probs, labels, summary=pred)
+    result.update(split=split, draws=int(np.shape(probs)[0]), evaluated_at=utc_now())
+    rows = m.per_class(probs, labels, names, summary=pred)
+    plots = render_plots(run_dir, pred, rows, names, images, scale_draws)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    for name, png in plots.items():
+        atomic_write_bytes(run_dir / "plots" / name, png)
+    atomic_write_text(run_dir / "per_class.csv", per_class_csv(rows))
+    sections = build_sections(run_dir, result, rows, config, status, list(plots))
+    title = f"bnn report: {config.get('name', run_dir.name)}"
+    atomic_write_text(run_dir / "report.md", render_markdown(title, sections))
+    atomic_write_text(run_dir / "report.html", render_html(title, sections, plots))
+    atomic_write_json(run_dir / "metrics.json", result)
+    if console is not None:
+        console.print(summary_table(result, config.get("name", run_dir.name)))
+    log.info("report written to %s", run_dir)
+    return result
+
+
+def class_names_for(config: dict[str, Any], n_classes: int) -> list[str]:
+    """The dataset registry's class names; the label numbers for an unknown dataset."""
+    spec = DATASETS.get((config.get("data") or {}).get("dataset", "mnist"))
+    names = list(spec.class_names) if spec else []
+    return names if len(names) == n_classes else [str(c) for c in range(n_classes)]
+
+
+def read_elbo_csv(path: Path) -> dict[str, np.ndarray] | None:
+    """elbo.csv as float arrays (nan where val_accuracy is empty); None when the file is
+    absent or unusable, so that the report goes on without the training plot."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        log.warning("cannot read %s (%s): skipping the training plot", path, exc)
+        return None
+    columns: dict[str, list[float]] = {"iteration": [], "loss": [], "val_accuracy": []}
+    for record in records:
+        try:
+            iteration, loss = float(record["iteration"]), float(record["loss"])
+        except (KeyError, TypeError, ValueError):
+            continue  # a torn or foreign row: skip it rather than lose the plot
+        columns["iteration"].append(iteration)
+        columns["loss"].append(loss)
+        columns["val_accuracy"].append(_float_or_nan(record.get("val_accuracy")))
+    if not columns["iteration"]:
+        log.warning("%s has no usable rows: skipping the training plot", path)
+        return None
+    return {key: np.array(values) for key, values in columns.items()}
+
+
+def _float_or_nan(text: str | None) -> float:
+    try:
+        return float(text) if text not in (None, "") else math.nan
+    except ValueError:
+        return math.nan
+
+
+def render_plots(
+    run_dir: Path,
+    pred: m.Predictive,
+    rows: list[dict[str, Any]],
+    names: list[str],
+    images: np.ndarray,
+    scale_draws: dict[str, np.ndarray] | None,
+) -> dict[str, bytes]:
+    """Every figure as PNG bytes, by file name, in the order the report shows them."""
+    from bnn_cli import plots  # matplotlib is imported only when a report is drawn
+
+    jobs: dict[str, Callable[[], bytes]] = {}
+    elbo = read_elbo_csv(run_dir / "elbo.csv")
+    if elbo is not None:
+        jobs["elbo.png"] = lambda: plots.elbo_png(elbo)
+    jobs["reliability.png"] = lambda: plots.reliability_png(pred)
+    jobs["coverage.png"] = lambda: plots.coverage_png(pred)
+    jobs["per_class_uncertainty.png"] = lambda: plots.per_class_uncertainty_png(rows)
+    jobs["entropy_hist.png"] = lambda: plots.entropy_hist_png(pred)
+    matrix = m.confusion_matrix(pred.labels, pred.predicted, pred.n_classes)
+    jobs["confusion.png"] = lambda: plots.confusion_png(matrix, names)
+    jobs["uncertain_digits.png"] = lambda: plots.uncertain_digits_png(images, pred, names)
+    if scale_draws:
+        jobs["prior_scales.png"] = lambda: plots.prior_scales_png(scale_draws)
+    return {name: job() for name, job in jobs.items()}
+
+
+def per_class_csv(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=PER_CLASS_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row[k] is None else row[k] for k in PER_CLASS_COLUMNS})
+    return buffer.getvalue()
+
+
+def build_sections(
+    run_dir: Path,
+    result: dict[str, Any],
+    rows: list[dict[str, Any]],
+    config: dict[str, Any],
+    status: dict[str, Any],
+    plot_names: list[str],
+) -> list[Section]:
+    overview = (
+        f"Run `{run_dir.name}`, state **{status.get('state', '?')}**; evaluated on "
+        f"the {result['split']} split ({result['n_images']} images, "
+        f"{result['draws']} posterior draws) at {result['evaluated_at']}."
+    )
+    headline = [[label, fmt(result.get(key)), meaning] for key, label, fmt, meaning in HEADLINE]
+    coverage = [
+        [f"{float(c):.0%}", format_percent(acc)] for c, acc in result["coverage_accuracy"].items()
+    ]
+    return [
+        Section("Run", [overview], (["setting", "value"], config_summary(config, status))),
+        Section("Headline metrics", [], (["metric", "value", "meaning"], headline)),
+        Section(
+            "Accuracy when rejecting uncertain images",
+            ["The images with the highest predictive entropy are set aside first."],
+            (["coverage", "accuracy"], coverage),
+        ),
+        Section("Per class", [], per_class_table(rows)),
+        Section("Plots", [], None, plot_names),
+    ]
+
+
+def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[str]]:
+    data, model = config.get("data") or {}, config.get("model") or {}
+    prior, inference = config.get("prior") or {}, config.get("inference") or {}
+    return [
+        ["name", str(config.get("name", "?"))],
+        ["seed", str(config.get("seed", "?"))],
+        [
+            "data",
+            f"{data.get('dataset', '?')}: {data.get('train_size', '?')} train, "
+            f"{data.get('val_size', '?')} validation images",
+        ],
+        ["model", describe_model(model)],
+        ["prior", describe_prior(prior)],
+        [
+            "inference",
+            f"ADVI, {status.get('iterations_done', '?')} of "
+            f"{inference.get('iterations', '?')} iterations, batch "
+            f"{inference.get('batch_size', '?')}, {inference.get('optimizer', '?')} "
+            f"lr {inference.get('learning_rate', '?')}, start sigma "
+            f"{inference.get('start_sigma', '?')}",
+        ],
+        ["compute", f"backend {inference.get('backend', '?')}, {inference.get('floatX', '?')}"],
+        ["wall time", format_duration(status.get("wall_s"))],
+        ["created", str(status.get("created", "?"))],
+    ]
+
+
+def describe_model(model: dict[str, Any]) -> str:
+    hidden = "-".join(str(h) for h in model.get("hidden") or [])
+    activation = model.get("activation", "?")
+    if model.get("architecture") == "conv":
+        filters = "-".join(str(f) for f in model.get("filters") or [])
+        return (
+            f"conv: filters {filters}, kernel {model.get('kernel_size', '?')}, pool "
+            f"{model.get('pool_size', '?')}, dense {hidden or 'none'}, {activation}"
+        )
+    return f"{model.get('architecture', '?')}: hidden {hidden or 'none'}, {activation}"
+
+
+def describe_prior(prior: dict[str, Any]) -> str:
+    if prior.get("kind") == "hierarchical":
+        return f"hierarchical: N(0, s) per tensor, s ~ HalfNormal({prior.get('hyper_sd', '?')})"
+    return f"{prior.get('kind', '?')}: N(0, {prior.get('sd', '?')})"
+
+
+def per_class_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    headers = [
+        "class",
+        "images",
+        "accuracy",
+        "precision",
+        "confidence",
+        "entropy",
+        "aleatoric",
+        "epistemic",
+        "ECE",
+        "share of errors",
+        "most confused with",
+    ]
+    body = []
+    for r in rows:
+        confusion = (
+            f"{r['top_confusion']} ({r['top_confusion_count']})" if r["top_confusion"] else "—"
+        )
+        body.append(
+            [
+                str(r["class"]),
+                str(r["count"]),
+                format_percent(r["accuracy"]),
+                format_percent(r["precision"]),
+                format_number(r["mean_confidence"]),
+                format_number(r["mean_entropy"]),
+                format_number(r["mean_aleatoric"]),
+                format_number(r["mean_epistemic"]),
+                format_number(r["ece"]),
+                format_percent(r["error_share"]),
+                confusion,
+            ]
+        )
+    return headers, body
+
+
+def render_markdown(title: str, sections: list[Section]) -> str:
+    lines = [f"# {title}", ""]
+    for section in sections:
+        lines += [f"## {section.title}", ""]
+        for paragraph in section.paragraphs:
+            lines += [paragraph, ""]
+        if section.table:
+            headers, body = section.table
+            lines.append(_md_row(headers))
+            lines.append("|" + "|".join("---" for _ in headers) + "|")
+            lines += [_md_row(row) for row in body]
+            lines.append("")
+        for name in section.plots:
+            lines += [f"### {PLOT_CAPTIONS.get(name, name)}", "", f"![{name}](plots/{name})", ""]
+    return "\n".join(lines)
+
+
+def _md_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def render_html(title: str, sections: list[Section], plots: dict[str, bytes]) -> str:
+    """One file, nothing fetched: CSS inline, images as base64 data URIs, no scripts."""
+    body = [f"<h1>{html.escape(title)}</h1>"]
+    for section in sections:
+        body.append(f"<h2>{html.escape(section.title)}</h2>")
+        body += [f"<p>{_inline_markup(p)}</p>" for p in section.paragraphs]
+        if section.table:
+            body.append(_html_table(*section.table))
+        for name in section.plots:
+            caption = html.escape(PLOT_CAPTIONS.get(name, name))
+            data = base64.b64encode(plots[name]).decode("ascii")
+            body.append(
+                f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{caption}</figcaption></figure>"
+            )
+    return HTML_PAGE.format(title=html.escape(title), css=CSS, body="\n".join(body))
+
+
+def _html_table(headers: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _inline_markup(text: str) -> str:
+    """The two bits of Markdown the paragraphs use: `code` and **bold**."""
+    out = html.escape(text)
+    for marker, tag in (("`", "code"), ("**", "strong")):
+        parts = out.split(marker)
+        if len(parts) % 2 == 1:  # only when the markers pair up
+            out = "".join(p if i % 2 == 0 else f"<{tag}>{p}</{tag}>" for i, p in enumerate(parts))
+    return out
+
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+<main>
+{body}
+</main>
+</body>
+</html>
+"""
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222;
+       background: #fafafa; margin: 0; line-height: 1.45; }
+main { max-width: 1000px; margin: 0 auto; padding: 1.5rem 2rem 3rem; background: #fff; }
+h1 { font-size: 1.6rem; border-bottom: 2px solid #4c72b0; padding-bottom: .3rem; }
+h2 { font-size: 1.25rem; margin-top: 2rem; color: #2d4a7a; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
+th, td { padding: .3rem .7rem; border-bottom: 1px solid #e2e2e2; text-align: left; }
+th { background: #eef2f8; }
+tbody tr:nth-child(even) { background: #f8f9fb; }
+td { font-variant-numeric: tabular-nums; }
+code { background: #f0f0f0; padding: 0 .25rem; border-radius: 3px; }
+figure { margin: 1.5rem 0; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .85rem; color: #555; margin-top: .3rem; }
+"""
+
+
+def summary_table(result: dict[str, Any], name: str) -> Table:
+    """The headline metrics for the terminal."""
+    table = Table(
+        title=f"{name}: {result['split']} split, {result['n_images']} images, "
+        f"{result['draws']} draws"
+    )
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label, fmt, _ in HEADLINE:
+        if key.startswith("chi_square") or key == "coverage_auc":
+            continue  # kept for the files; the terminal shows the essentials
+        table.add_row(label, fmt(result.get(key)))
+    return table

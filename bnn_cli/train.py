@@ -1,0 +1,263 @@
+"""`bnn train`: config -> data -> pm.Model -> minibatch ADVI -> runs/<id>/ (-> evaluate).
+
+Every exit path leaves the run directory honest: `complete` only when everything is written,
+`interrupted` (parameters so far saved) on Ctrl-C, `failed` with the reason on divergence or error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bnn_cli import __version__
+from bnn_cli.config import Config, config_yaml
+from bnn_cli.errors import BnnError
+from bnn_cli.runs import utc_now
+
+logger = logging.getLogger(__name__)
+
+ELBO_COLUMNS = ("iteration", "loss", "elapsed_s", "val_accuracy")
+
+
+def train_and_evaluate(
+    config: Config,
+    runs_dir: Path,
+    data_dir: str | None,
+    evaluate: bool,
+    console: Console,
+    argv: list[str] | None = None,
+) -> Path:
+    run_dir = train(config, runs_dir, data_dir, console, argv)
+    if evaluate:
+        from bnn_cli.evaluate import evaluate_run
+
+        evaluate_run(
+            run_dir,
+            draws=None,
+            split="test",
+            data_dir=data_dir,
+            allow_incomplete=False,
+            console=console,
+        )
+    return run_dir
+
+
+def train(
+    config: Config,
+    runs_dir: Path,
+    data_dir: str | None,
+    console: Console,
+    argv: list[str] | None = None,
+) -> Path:
+    """Fit the configured model and write a complete run directory; return its path."""
+    from bnn_cli import backend
+
+    mode = backend.configure(config.inference.floatX, config.inference.backend)
+    from bnn_cli.data.datasets import load_splits
+
+    splits = load_splits(
+        config.data.dataset, data_dir, config.data.train_size, config.data.val_size
+    )
+    from bnn_cli import runs
+
+    run_dir = runs.create_run_dir(runs_dir, config.name)
+    runs.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
+    runs.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
+    runs.write_status(
+        run_dir,
+        "running",
+        iterations_done=0,
+        iterations_total=config.inference.iterations,
+        pid=os.getpid(),
+    )
+    console.print(f"run directory: {run_dir}", highlight=False)
+    try:
+        fit_into(run_dir, config, splits, mode, console)
+    except KeyboardInterrupt:
+        runs.write_status(
+            run_dir,
+            "interrupted",
+            message="stopped by Ctrl-C; the parameters so "
+            "far are saved (evaluate with --allow-incomplete)",
+        )
+        console.print(f"interrupted: parameters so far saved in {run_dir}", highlight=False)
+        raise
+    except BnnError as exc:
+        runs.write_status(run_dir, "failed", message=str(exc))
+        raise
+    except Exception as exc:
+        runs.write_status(run_dir, "failed", message=f"{type(exc).__name__}: {exc}")
+        raise
+    return run_dir
+
+
+def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
+    """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
+    from bnn_cli import inference, runs
+    from bnn_cli.models.build import build_model
+    from bnn_cli.predict import accuracy_of_mean, compile_predict
+
+    settings = config.inference
+    t0 = time.perf_counter()
+    model = build_model(config, splits.x_train, splits.y_train)
+    advi = inference.make_advi(model, settings, config.seed)
+    step = inference.compile_step(advi, settings, mode)
+    predict_fn = compile_predict(config.model, mode)
+    compile_s = time.perf_counter() - t0
+    logger.info("model built and compiled in %.1f s", compile_s)
+    state = inference.FitState()
+    log_every = max(1, settings.eval_every // 10)
+
+    def checkpoint(state: inference.FitState, status: str = "running") -> None:
+        arrays = inference.mean_field_params(advi.approx)
+        runs.atomic_write_npz(run_dir / "approx.npz", arrays)
+        runs.atomic_write_text(run_dir / "elbo.csv", elbo_csv(state.rows))
+        runs.write_status(
+            run_dir,
+            "running",
+            iterations_done=state.iteration,
+            wall_s=round(state.elapsed + compile_s, 2),
+            compile_s=round(compile_s, 2),
+        )
+
+    def on_step(state: inference.FitState, loss: float) -> None:
+        if state.iteration % log_every == 0:
+            state.rows.append(elbo_row(state, log_every))
+        progress.update(
+            task,
+            completed=state.iteration,
+            loss=inference.smoothed_loss(state.losses),
+            rate=f"{state.iteration / max(state.elapsed, 1e-9):.1f} it/s",
+        )
+
+    def on_eval(state: inference.FitState) -> None:
+        arrays = inference.mean_field_params(advi.approx)
+        state.val_accuracy = accuracy_of_mean(
+            predict_fn, arrays, config.model, splits.x_val, splits.y_val
+        )
+        if not state.rows or state.rows[-1]["iteration"] != state.iteration:
+            state.rows.append(elbo_row(state, log_every))
+        state.rows[-1]["val_accuracy"] = round(state.val_accuracy, 5)
+        progress.update(task, val=f"{state.val_accuracy:.2%}")
+        checkpoint(state)
+
+    with make_progress(console) as progress:
+        task = progress.add_task(
+            "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
+        )
+        try:
+            inference.run_fit(step, settings, state, on_eval=on_eval, on_step=on_step)
+        except KeyboardInterrupt:
+            checkpoint(state)
+            raise
+    train_s = state.elapsed
+    checkpoint(state)
+    runs.write_status(
+        run_dir,
+        "complete",
+        iterations_done=state.iteration,
+        wall_s=round(train_s + compile_s, 2),
+        compile_s=round(compile_s, 2),
+        train_s=round(train_s, 2),
+        it_per_s=round(state.iteration / max(train_s, 1e-9), 3),
+        val_accuracy=state.val_accuracy,
+        finished=runs.utc_now(),
+    )
+    console.print(
+        f"trained {state.iteration} iterations in {train_s:.1f} s "
+        f"({state.iteration / max(train_s, 1e-9):.1f} it/s, compile {compile_s:.1f} s);"
+        f" validation accuracy (posterior mean) {state.val_accuracy:.2%}",
+        highlight=False,
+    )
+
+
+def elbo_row(state, log_every: int) -> dict:
+    recent = state.losses[-log_every:]
+    return {
+        "iteration": state.iteration,
+        "loss": round(float(np.mean(recent)), 4),
+        "elapsed_s": round(state.elapsed, 3),
+        "val_accuracy": "",
+    }
+
+
+def elbo_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=ELBO_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def make_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.4g}"),
+        TextColumn("val {task.fields[val]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal,
+    )
+
+
+def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
+    import pymc
+    import pytensor
+
+    return {
+        "bnn_version": __version__,
+        "python": sys.version.split()[0],
+        "versions": {
+            "pymc": pymc.__version__,
+            "pytensor": pytensor.__version__,
+            "numpy": np.__version__,
+        },
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "command_line": list(argv or sys.argv),
+        "git_commit": git_commit(),
+        "seeds": {
+            "config": config.seed,
+            "advi": config.seed,
+            "initial_weights": [config.seed, 1],
+            "predictive": [config.seed, 2],
+        },
+        "pytensor": {
+            "floatX": pytensor.config.floatX,
+            "mode": mode or "c",
+            "blas_ldflags": pytensor.config.blas__ldflags,
+        },
+        "started": utc_now(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the bnn source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

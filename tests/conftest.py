@@ -1,0 +1,70 @@
+"""Shared fixtures: where the real MNIST files are, and tiny synthetic MNIST-like datasets."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnn_cli.data.datasets import DATASETS, DatasetSpec, FileSpec
+from bnn_cli.data.idx import idx_bytes, write_idx
+
+# CI runs from a fresh clone with shared/ beside it: <root>/../shared/data holds mnist/.
+REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def real_data_dir() -> Path:
+    """The folder holding the real `mnist/` files; skips the test where they are absent."""
+    missing = [
+        f.name for f in DATASETS["mnist"].files if not (REAL_DATA_DIR / "mnist" / f.name).is_file()
+    ]
+    if missing:
+        pytest.skip(f"real MNIST files not found in {REAL_DATA_DIR / 'mnist'}: {missing}")
+    return REAL_DATA_DIR
+
+
+SyntheticFactory = Callable[..., DatasetSpec]
+
+
+@pytest.fixture
+def make_synthetic_dataset() -> SyntheticFactory:
+    """A factory writing the four MNIST files, tiny, into `folder`; returns a spec with their
+    checksums and no built-in mirrors (so no test ever reaches the internet).
+
+    Image i has pixel [0, 0] = i % 256 and label i % 10, so a test can tell which images a
+    split took.
+    """
+
+    def make(
+        folder: Path, n_train: int = 30, n_test: int = 12, image_shape: tuple[int, int] = (28, 28)
+    ) -> DatasetSpec:
+        rng = np.random.default_rng(0)
+        arrays = {}
+        for prefix, count in (("train", n_train), ("t10k", n_test)):
+            images = rng.integers(0, 256, size=(count, *image_shape), dtype=np.uint8)
+            images[:, 0, 0] = np.arange(count) % 256
+            arrays[f"{prefix}-images-idx3-ubyte.gz"] = images
+            arrays[f"{prefix}-labels-idx1-ubyte.gz"] = (np.arange(count) % 10).astype(np.uint8)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = []
+        for spec in DATASETS["mnist"].files:
+            write_idx(folder / spec.name, arrays[spec.name])
+            digest = hashlib.sha256(idx_bytes(arrays[spec.name])).hexdigest()
+            files.append(FileSpec(spec.name, digest))
+        return DatasetSpec(
+            name="mnist", files=tuple(files), mirrors=(), class_names=DATASETS["mnist"].class_names
+        )
+
+    return make
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pytensor_backend():
+    """Give PyTensor the same BLAS and floatX the CLI uses, once per test session."""
+    from bnn_cli import backend
+
+    backend.configure("float32", "c")

@@ -1,0 +1,159 @@
+"""compare_runs over a mix of evaluated, unevaluated, broken and non-run paths."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from rich.console import Console
+
+from bnn_cli.compare import collect_row, compare_runs, format_duration
+from bnn_cli.config import Config
+from bnn_cli.errors import RunError
+from bnn_cli.runs import write_status
+
+
+def make_run(
+    runs_dir,
+    dirname,
+    *,
+    state="complete",
+    accuracy=None,
+    architecture="mlp",
+    prior="hierarchical",
+    wall_s=90.0,
+    metrics_text=None,
+):
+    run_dir = runs_dir / dirname
+    run_dir.mkdir(parents=True)
+    config = Config().to_dict()
+    config["name"] = dirname.split("-")[0]
+    config["model"]["architecture"] = architecture
+    config["prior"]["kind"] = prior
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    write_status(run_dir, state, iterations_done=1200, wall_s=wall_s)
+    if accuracy is not None:
+        metrics = {
+            "accuracy": accuracy,
+            "nll": 0.1,
+            "ece": 0.01,
+            "mean_epistemic": 0.02,
+            "auroc_entropy": 0.9,
+            "split": "test",
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    if metrics_text is not None:
+        (run_dir / "metrics.json").write_text(metrics_text)
+    return run_dir
+
+
+@pytest.fixture
+def mixed_runs(tmp_path):
+    runs = tmp_path / "runs"
+    paths = [
+        make_run(runs, "mlp-a", accuracy=0.90, prior="fixed"),
+        make_run(runs, "interrupted-c", state="interrupted"),
+        make_run(runs, "conv-b", accuracy=0.95, architecture="conv", wall_s=4000),
+        make_run(runs, "partial-e", state="interrupted", accuracy=0.99),
+        make_run(runs, "corrupt-d", metrics_text="{not json"),
+        tmp_path / "not-a-run",
+        tmp_path / "missing",
+    ]
+    paths[5].mkdir()
+    return paths
+
+
+def test_rows_are_ranked_and_marked(mixed_runs):
+    console = Console(record=True, width=250)
+    rows = compare_runs(mixed_runs, None, console)
+    assert [r["run"] for r in rows] == [
+        "conv-b",
+        "mlp-a",  # complete and evaluated, best accuracy first
+        "partial-e",  # evaluated but interrupted: after the complete runs despite 99 %
+        "corrupt-d",
+        "interrupted-c",  # no usable metrics
+        "missing",
+        "not-a-run",  # not runs at all
+    ]
+    by_run = {r["run"]: r for r in rows}
+    assert by_run["conv-b"]["architecture"] == "conv" and by_run["conv-b"]["accuracy"] == 0.95
+    assert by_run["mlp-a"]["prior"] == "fixed" and by_run["mlp-a"]["iterations"] == 1200
+    assert by_run["interrupted-c"]["state"] == "interrupted"
+    assert by_run["interrupted-c"]["problem"] == "not evaluated (no metrics.json)"
+    assert by_run["corrupt-d"]["problem"] == "metrics.json is corrupt"
+    assert by_run["not-a-run"]["problem"] == "not a bnn run directory (no status.json)"
+    assert by_run["missing"]["problem"] == "not found"
+    printed = console.export_text()
+    for name in by_run:
+        assert name in printed
+    assert "95.00%" in printed and "1 h 06 min" in printed and "—" in printed
+
+
+def test_csv_has_the_same_rows(mixed_runs, tmp_path):
+    csv_path = tmp_path / "out" / "compare.csv"
+    csv_path.parent.mkdir()
+    rows = compare_runs(mixed_runs, csv_path, Console(quiet=True))
+    with open(csv_path, newline="") as handle:
+        saved = list(csv.DictReader(handle))
+    assert [r["run"] for r in saved] == [r["run"] for r in rows]
+    assert saved[0]["accuracy"] == "0.95" and saved[0]["architecture"] == "conv"
+    assert (
+        saved[-1]["accuracy"] == ""
+        and saved[-1]["problem"] == "not a bnn run directory (no status.json)"
+    )
+    assert [p.name for p in csv_path.parent.iterdir()] == ["compare.csv"]  # no temporary left
+
+
+def test_all_paths_missing_is_an_error(tmp_path):
+    with pytest.raises(RunError, match="none of the run directories exists: '.*nope'"):
+        compare_runs([tmp_path / "nope"], None, Console(quiet=True))
+
+
+def test_a_runs_directory_given_instead_of_its_runs(mixed_runs):
+    problem = collect_row(mixed_runs[0].parent)["problem"]
+    assert problem.startswith("not a bnn run directory (no status.json); it holds 5 runs: ")
+    assert problem.endswith("runs/*")
+
+
+def test_collect_row_of_a_corrupt_status(tmp_path):
+    (tmp_path / "status.json").write_text("{")
+    assert collect_row(tmp_path)["problem"] == "status.json is corrupt"
+    assert collect_row(tmp_path)["state"] is None
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(None, "—"), (12.34, "12.3 s"), (245, "4 min 05 s"), (14763, "4 h 06 min"), ("x", "—")],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
+
+
+def run_cli(*args):
+    env = {**os.environ, "COLUMNS": "250"}
+    return subprocess.run(
+        [sys.executable, "-m", "bnn_cli.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_cli_compare_prints_the_rows(mixed_runs, tmp_path):
+    csv_path = tmp_path / "cli.csv"
+    result = run_cli("compare", *map(str, mixed_runs), "--csv", str(csv_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("conv-b", "mlp-a", "interrupted-c", "not-a-run"):
+        assert name in result.stdout
+    assert result.stdout.index("conv-b") < result.stdout.index("mlp-a")
+    assert csv_path.read_text().count("\n") == len(mixed_runs) + 1
+
+
+def test_cli_compare_with_no_existing_path_exits_4(tmp_path):
+    result = run_cli("compare", str(tmp_path / "nope"))
+    assert result.returncode == 4
+    assert result.stderr.startswith("error: none of the run directories exists")
