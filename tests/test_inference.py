@@ -1,0 +1,54 @@
+"""The ADVI loop: divergence, checkpoint parameters by name, restore."""
+
+import numpy as np
+import pytest
+
+from bnn_cli import inference
+from bnn_cli.config import InferenceConfig, config_from_dict
+from bnn_cli.errors import FitFailed
+from bnn_cli.models.build import build_model
+
+
+def test_nan_loss_stops_the_fit_with_advice():
+    losses = iter([3.0, 2.0, float("nan")])
+    settings = InferenceConfig(iterations=10, eval_every=5, learning_rate=0.5)
+    with pytest.raises(
+        FitFailed,
+        match=r"loss became nan at iteration 3.*learning_rate \(now "
+        r"0.5\).*start_sigma",
+    ):
+        inference.run_fit(lambda: next(losses), settings, inference.FitState(), lambda s: None)
+
+
+def test_eval_runs_every_eval_every_and_at_the_end():
+    seen = []
+    settings = InferenceConfig(iterations=7, eval_every=3)
+    state = inference.run_fit(
+        lambda: 1.0, settings, inference.FitState(), lambda s: seen.append(s.iteration)
+    )
+    assert seen == [3, 6, 7] and state.iteration == 7 and len(state.losses) == 7
+
+
+def test_parameters_round_trip_by_variable_name():
+    config = config_from_dict(
+        {
+            "model": {"hidden": [5]},
+            "prior": {"kind": "hierarchical"},
+            "data": {"train_size": 20, "val_size": 5},
+            "inference": {"batch_size": 5},
+        }
+    )
+    rng = np.random.default_rng(0)
+    model = build_model(config, rng.random((20, 28, 28)), rng.integers(0, 10, 20))
+    approx = inference.make_advi(model, config.inference, seed=0).approx
+    saved = inference.mean_field_params(approx)
+    assert saved["mu/dense1_w"].shape == (784, 5)
+    assert "rho/dense1_w_scale_log__" in saved
+    np.testing.assert_allclose(np.logaddexp(0, saved["rho/out_b"]), 1e-3, rtol=1e-3)
+    changed = {k: v + 1 for k, v in saved.items()}
+    fresh = inference.make_advi(model, config.inference, seed=1).approx
+    inference.load_mean_field_params(fresh, changed)
+    for key, value in inference.mean_field_params(fresh).items():
+        np.testing.assert_allclose(value, changed[key], rtol=1e-6)
+    with pytest.raises(ValueError, match="has shape"):
+        inference.load_mean_field_params(fresh, {**changed, "mu/out_b": np.zeros(3)})

@@ -1,0 +1,49 @@
+"""Posterior predictive: shapes, seeding, chunking, and agreement with the model's network."""
+
+import numpy as np
+import pytest
+
+from bnn_cli.config import config_from_dict
+from bnn_cli.models.architecture import param_specs
+from bnn_cli.predict import accuracy_of_mean, compile_predict, predictive, softplus
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = config_from_dict({"model": {"hidden": [7]}})
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for spec in param_specs(config.model):
+        arrays[f"mu/{spec.name}"] = rng.normal(0, 0.3, spec.shape)
+        arrays[f"rho/{spec.name}"] = np.full(spec.shape, -3.0)
+    images = rng.random((23, 28, 28)).astype("float32")
+    return config, arrays, images, compile_predict(config.model)
+
+
+def test_shape_normalized_and_seeded(setup):
+    config, arrays, images, fn = setup
+    probs = predictive(fn, arrays, config.model, images, draws=5, seed=1, chunk_size=10)
+    assert probs.shape == (5, 23, 10)
+    np.testing.assert_allclose(probs.sum(axis=2), 1.0, rtol=1e-5)
+    again = predictive(fn, arrays, config.model, images, draws=5, seed=1, chunk_size=7)
+    np.testing.assert_allclose(probs, again, rtol=1e-5)
+    other = predictive(fn, arrays, config.model, images, draws=5, seed=2)
+    assert not np.allclose(probs, other)
+    assert not np.allclose(probs[0], probs[1])  # draws differ
+
+
+def test_mean_only_uses_the_means(setup):
+    config, arrays, images, fn = setup
+    probs = predictive(fn, arrays, config.model, images, draws=9, seed=0, mean_only=True)
+    h = np.maximum(images.reshape(23, -1) @ arrays["mu/dense1_w"] + arrays["mu/dense1_b"], 0)
+    logits = h @ arrays["mu/out_w"] + arrays["mu/out_b"]
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert probs.shape == (1, 23, 10)
+    np.testing.assert_allclose(probs[0], expected, rtol=1e-4, atol=1e-6)
+    labels = expected.argmax(1)
+    assert accuracy_of_mean(fn, arrays, config.model, images, labels) == 1.0
+
+
+def test_softplus_is_stable():
+    np.testing.assert_allclose(softplus(np.array([-800.0, 0.0, 800.0])), [0, np.log(2), 800])

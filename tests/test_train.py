@@ -1,0 +1,120 @@
+"""`bnn train` end to end on the real MNIST files: the run directory, seeding, interruption."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from bnn_cli import inference, runs
+from bnn_cli.config import load_config
+from bnn_cli.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "inference.iterations=40",
+    "inference.eval_every=20",
+    "model.hidden=[16]",
+    "data.train_size=2000",
+    "data.val_size=500",
+    "evaluate.draws=4",
+]
+
+
+def quiet() -> Console:
+    return Console(file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
+
+
+@pytest.mark.slow
+def test_smoke_config_end_to_end_through_the_cli(real_data_dir, tmp_path):
+    """The shipped smoke config: trains, evaluates, and beats 90 % test accuracy."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bnn_cli.cli",
+            "train",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--runs-dir",
+            str(tmp_path),
+            "--data-dir",
+            str(real_data_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = Path(result.stdout.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "complete" and status["iterations_done"] == 1000
+    for name in (
+        "config.yaml",
+        "meta.json",
+        "elbo.csv",
+        "approx.npz",
+        "metrics.json",
+        "per_class.csv",
+        "report.md",
+        "report.html",
+    ):
+        assert (run_dir / name).is_file(), name
+    header = (run_dir / "elbo.csv").read_text().splitlines()[0]
+    assert header == "iteration,loss,elapsed_s,val_accuracy"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.90
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["seeds"]["config"] == 0 and "pymc" in meta["versions"]
+
+
+@pytest.mark.slow
+def test_same_config_and_seed_give_the_same_parameters(real_data_dir, tmp_path):
+    config = load_config(ROOT / "configs" / "smoke.yaml", TINY)
+    first = train(config, tmp_path / "a", str(real_data_dir), quiet())
+    second = train(config, tmp_path / "b", str(real_data_dir), quiet())
+    other_seed = train(
+        load_config(ROOT / "configs" / "smoke.yaml", [*TINY, "seed=1"]),
+        tmp_path / "c",
+        str(real_data_dir),
+        quiet(),
+    )
+    a, b, c = (np.load(d / "approx.npz") for d in (first, second, other_seed))
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["mu/out_w"], c["mu/out_w"])
+    assert (first / "elbo.csv").read_text().split("\n")[1].split(",")[1] == (
+        second / "elbo.csv"
+    ).read_text().split("\n")[1].split(",")[1]
+
+
+@pytest.mark.slow
+def test_interrupted_fit_saves_parameters_and_says_interrupted(
+    real_data_dir, tmp_path, monkeypatch
+):
+    config = load_config(ROOT / "configs" / "smoke.yaml", TINY)
+    real_run_fit = inference.run_fit
+
+    def interrupted_fit(step, settings, state, on_eval, on_step=None):
+        def step_then_interrupt():
+            if state.iteration == 25:
+                raise KeyboardInterrupt
+            return step()
+
+        return real_run_fit(step_then_interrupt, settings, state, on_eval, on_step)
+
+    monkeypatch.setattr(inference, "run_fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path, str(real_data_dir), quiet())
+    (run_dir,) = runs.list_runs(tmp_path)
+    status = runs.read_status(run_dir)
+    assert status["state"] == "interrupted" and status["iterations_done"] == 25
+    assert "mu/out_w" in np.load(run_dir / "approx.npz").files
+    with pytest.raises(Exception, match="interrupted, not complete"):
+        runs.load_run(run_dir)
+    assert runs.load_run(run_dir, allow_incomplete=True).status["state"] == "interrupted"
