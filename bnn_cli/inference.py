@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
+import pytensor
 
 from bnn_cli.config import InferenceConfig
 from bnn_cli.errors import FitFailed
+from bnn_cli.models.build import IMAGES_BATCH, LABELS_BATCH
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +43,62 @@ def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.ADVI:
     """PyMC's ADVI with a small initial scale on every variable (PyMC's default ~0.7 makes this
     network's ELBO NaN at once)."""
     start_sigma = {model.rvs_to_values[rv].name: settings.start_sigma for rv in model.free_RVs}
-    return pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
+    advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
+    with_static_shapes(advi.approx)
+    return advi
 
 
-def compile_step(advi: pm.ADVI, settings: InferenceConfig, mode: str | None):
-    """One compiled function: draw a minibatch, sample the weights, take an optimizer step, and
-    return the loss (negative ELBO estimate)."""
+def with_static_shapes(approx) -> None:
+    """Give the mean-field parameters (shared vectors) their static length. PyMC creates them
+    with an unknown length, which leaves shape computations in the step function that the JAX
+    backend cannot trace; the C and Numba backends lose nothing."""
+    for group in approx.groups:
+        for key, shared in list(group.shared_params.items()):
+            value = shared.get_value()
+            group.shared_params[key] = pytensor.shared(value, name=shared.name, shape=value.shape)
+
+
+class MinibatchFeeder:
+    """Fills the model's `x_batch` / `y_batch` with the next minibatch: rows chosen by one index
+    array, so images and labels stay paired; every image once per epoch, in a seeded order."""
+
+    def __init__(self, model: pm.Model, images: np.ndarray, labels: np.ndarray, seed: int):
+        self.x_batch = model[IMAGES_BATCH]
+        self.y_batch = model[LABELS_BATCH]
+        self.images = np.ascontiguousarray(images, dtype=self.x_batch.dtype)
+        self.labels = np.asarray(labels, dtype=self.y_batch.dtype)
+        self.batch_size = self.x_batch.get_value(borrow=True).shape[0]
+        self.rng = np.random.default_rng([seed, 4])  # a stream of its own: see meta.json
+        self.order = np.empty(0, dtype=np.int64)
+
+    def next_indices(self) -> np.ndarray:
+        if len(self.order) < self.batch_size:
+            self.order = np.concatenate([self.order, self.rng.permutation(len(self.labels))])
+        rows, self.order = self.order[: self.batch_size], self.order[self.batch_size :]
+        return rows
+
+    def __call__(self) -> None:
+        rows = self.next_indices()
+        self.x_batch.set_value(self.images[rows], borrow=True)
+        self.y_batch.set_value(self.labels[rows], borrow=True)
+
+
+def compile_step(
+    advi: pm.ADVI, settings: InferenceConfig, mode: str | None, feed: Callable[[], None]
+) -> Callable[[], float]:
+    """One optimizer step: feed the next minibatch, then the compiled function samples the
+    weights, takes the step and returns the loss (negative ELBO estimate)."""
     optimizer = OPTIMIZERS[settings.optimizer](learning_rate=settings.learning_rate)
     compile_kwargs = {"mode": mode} if mode else {}
-    return advi.objective.step_function(
+    step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
     )
+
+    def step() -> float:
+        feed()
+        return step_fn()
+
+    return step
 
 
 def mean_field_params(approx) -> dict[str, np.ndarray]:

@@ -6,13 +6,16 @@ Every exit path leaves the run directory honest: `complete` only when everything
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -61,45 +64,78 @@ def train(
     argv: list[str] | None = None,
 ) -> Path:
     """Fit the configured model and write a complete run directory; return its path."""
-    from bnn_cli import backend
-
-    mode = backend.configure(config.inference.floatX, config.inference.backend)
     from bnn_cli.data.datasets import load_splits
 
+    # The data first: a missing or corrupt file is reported before PyTensor is even imported.
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
     )
-    from bnn_cli import runs
+    from bnn_cli import backend, runs
+
+    mode = backend.configure(config.inference.floatX, config.inference.backend)
 
     run_dir = runs.create_run_dir(runs_dir, config.name)
-    runs.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-    runs.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
-    runs.write_status(
-        run_dir,
-        "running",
-        iterations_done=0,
-        iterations_total=config.inference.iterations,
-        pid=os.getpid(),
-    )
-    console.print(f"run directory: {run_dir}", highlight=False)
+    # From here on every way out leaves the run directory saying how it ended.
     try:
-        fit_into(run_dir, config, splits, mode, console)
-    except KeyboardInterrupt:
+        runs.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
+        runs.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
         runs.write_status(
             run_dir,
-            "interrupted",
-            message="stopped by Ctrl-C; the parameters so "
-            "far are saved (evaluate with --allow-incomplete)",
+            "running",
+            iterations_done=0,
+            iterations_total=config.inference.iterations,
+            pid=os.getpid(),
+            host=platform.node(),  # with pid: lets `evaluate` tell a killed run from a live one
         )
-        console.print(f"interrupted: parameters so far saved in {run_dir}", highlight=False)
+        console.print(f"run directory: {run_dir}", highlight=False)
+        fit_into(run_dir, config, splits, mode, console)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the CLI
+        cause = str(exc) or "Ctrl-C"
+        with signals_held():
+            if (run_dir / "approx.npz").is_file():
+                message = (
+                    f"stopped by {cause}; the parameters so far are saved "
+                    "(evaluate with --allow-incomplete)"
+                )
+            else:
+                message = f"stopped by {cause} before the first checkpoint; no parameters saved"
+            mark_ended(run_dir, "interrupted", message=message)
+        console.print(f"run {run_dir} interrupted: {message}", highlight=False)
         raise
     except BnnError as exc:
-        runs.write_status(run_dir, "failed", message=str(exc))
+        mark_ended(run_dir, "failed", message=str(exc))
         raise
     except Exception as exc:
-        runs.write_status(run_dir, "failed", message=f"{type(exc).__name__}: {exc}")
+        mark_ended(run_dir, "failed", message=f"{type(exc).__name__}: {exc}")
         raise
     return run_dir
+
+
+def mark_ended(run_dir: Path, state: str, **fields) -> None:
+    """Record how a run ended. Failing to (a full disk) must not hide the error that ended it:
+    the run then keeps saying `running`, and `evaluate` tells that its process is gone."""
+    from bnn_cli import runs
+
+    try:
+        runs.write_status(run_dir, state, **fields)
+    except BnnError as exc:
+        logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Ignore a second Ctrl-C (or SIGTERM) while the final state of a run is written: being
+    interrupted half-way through would leave the run without its last parameters or status."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python, cannot be restored from here
+                signal.signal(sig, handler)
 
 
 def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
@@ -112,7 +148,8 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     t0 = time.perf_counter()
     model = build_model(config, splits.x_train, splits.y_train)
     advi = inference.make_advi(model, settings, config.seed)
-    step = inference.compile_step(advi, settings, mode)
+    feeder = inference.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
+    step = inference.compile_step(advi, settings, mode, feeder)
     predict_fn = compile_predict(config.model, mode)
     compile_s = time.perf_counter() - t0
     logger.info("model built and compiled in %.1f s", compile_s)
@@ -159,7 +196,8 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
         try:
             inference.run_fit(step, settings, state, on_eval=on_eval, on_step=on_step)
         except KeyboardInterrupt:
-            checkpoint(state)
+            with signals_held():
+                checkpoint(state)
             raise
     train_s = state.elapsed
     checkpoint(state)
@@ -237,6 +275,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
             "advi": config.seed,
             "initial_weights": [config.seed, 1],
             "predictive": [config.seed, 2],
+            "minibatch_order": [config.seed, 4],
         },
         "pytensor": {
             "floatX": pytensor.config.floatX,

@@ -2,12 +2,11 @@
 likelihood's `total_size` scaling."""
 
 import numpy as np
-import pytensor
 import pytest
-from pytensor.graph.traversal import ancestors
 from scipy.special import log_softmax
 
 from bnn_cli.config import config_from_dict
+from bnn_cli.inference import MinibatchFeeder
 from bnn_cli.models.architecture import forward, param_specs
 from bnn_cli.models.build import build_model
 
@@ -85,23 +84,29 @@ def test_likelihood_is_scaled_to_the_full_training_set(arch):
 
 
 def test_images_and_labels_share_one_minibatch():
-    # Label i is a function of image i; any mismatch between the drawn rows would show.
+    # Label i is a function of image i; any mismatch between the fed rows would show.
     config = small_config("mlp", "fixed", batch_size=10)
     labels = np.arange(40) % 10
     images = np.zeros((40, 28, 28), dtype="float32")
-    images[:, 0, 0] = labels
+    images[:, 0, 0] = np.arange(40)
     model = build_model(config, images, labels)
-    (obs,) = model.observed_RVs
-    label_batch = model.rvs_to_values[obs]
-    image_batch = next(
-        var
-        for var in ancestors([model.logp()])
-        if getattr(var.type, "ndim", None) == 3
-        and var.owner is not None
-        and "minibatch" in str(var.owner.op).lower() + str(var.name)
-    )
-    draw = pytensor.function([], [image_batch, label_batch])
-    for _ in range(3):
-        xb, yb = draw()
-        assert len(yb) == 10
-        np.testing.assert_array_equal(xb[:, 0, 0].astype(int), yb)
+    feeder = MinibatchFeeder(model, images, labels, seed=0)
+    seen = []
+    for _ in range(8):  # two epochs
+        feeder()
+        xb, yb = model["x_batch"].get_value(), model["y_batch"].get_value()
+        assert xb.shape == (10, 28, 28) and yb.shape == (10,)
+        rows = xb[:, 0, 0].astype(int)
+        np.testing.assert_array_equal(rows % 10, yb)
+        seen.extend(rows)
+    assert sorted(seen[:40]) == list(range(40)) == sorted(seen[40:])  # each image once an epoch
+
+
+def test_minibatch_order_is_seeded():
+    config = small_config("mlp", "fixed", batch_size=10)
+    images, labels = images_and_labels()
+    model = build_model(config, images, labels)
+    a, b = (MinibatchFeeder(model, images, labels, seed=s) for s in (0, 0))
+    c = MinibatchFeeder(model, images, labels, seed=1)
+    assert np.array_equal(a.next_indices(), b.next_indices())
+    assert not np.array_equal(a.next_indices(), c.next_indices())

@@ -60,13 +60,13 @@ def forward(x, params: dict, model: ModelConfig):
     """Logits for images `x` of shape (n, 28, 28); `params` maps names to tensors."""
     act = ACTIVATIONS[model.activation]
     if model.architecture == "conv":
-        h = x.reshape((x.shape[0], IMAGE_SIDE, IMAGE_SIDE, 1))
+        h = x.reshape((-1, IMAGE_SIDE, IMAGE_SIDE, 1))  # constant shapes: any backend
         for i in range(1, len(model.filters) + 1):
             h = conv2d(h, params[f"conv{i}_w"], params[f"conv{i}_b"], model.kernel_size)
             h = max_pool(act(h), model.pool_size)
-        h = h.reshape((h.shape[0], -1))
+        h = h.reshape((-1, int(np.prod(h.type.shape[1:]))))
     else:
-        h = x.reshape((x.shape[0], IMAGE_SIDE * IMAGE_SIDE))
+        h = x.reshape((-1, IMAGE_SIDE * IMAGE_SIDE))
     for i in range(1, len(model.hidden) + 1):
         h = act(dense(h, params[f"dense{i}_w"], params[f"dense{i}_b"]))
     return dense(h, params["out_w"], params["out_b"])

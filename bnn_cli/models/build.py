@@ -17,18 +17,27 @@ def label_dtype() -> str:
     return "int16" if pytensor.config.floatX == "float32" else "int32"
 
 
+IMAGES_BATCH = "x_batch"
+LABELS_BATCH = "y_batch"
+
+
 def build_model(config: Config, images: np.ndarray, labels: np.ndarray) -> pm.Model:
     """The Bayesian network with a minibatch likelihood scaled to the full training set.
 
-    Images and labels are drawn by one `pm.Minibatch`, so each batch's rows stay paired.
+    The minibatch lives in two data containers of fixed shape, `x_batch` and `y_batch`, which
+    `inference.MinibatchFeeder` fills from one index per step, so images and labels stay paired.
+    Static shapes let every backend (C, Numba, JAX) compile the step once, and the training set
+    stays out of the compiled graph.
     """
     float_x = pytensor.config.floatX
-    images = np.ascontiguousarray(images, dtype=float_x)
+    batch = config.inference.batch_size
+    images = np.ascontiguousarray(images[:batch], dtype=float_x)
     labels = np.asarray(labels, dtype=label_dtype())
     specs = param_specs(config.model)
     init = initial_values(specs, config.seed, float_x)
-    x_batch, y_batch = pm.Minibatch(images, labels, batch_size=config.inference.batch_size)
-    with pm.Model(name="") as model:
+    with pm.Model() as model:
+        x_batch = pm.Data(IMAGES_BATCH, images, shape=images.shape)
+        y_batch = pm.Data(LABELS_BATCH, labels[:batch], shape=(batch,))
         params = {spec.name: add_parameter(spec, config.prior, init[spec.name]) for spec in specs}
         logits = forward(x_batch, params, config.model)
         pm.Categorical("obs", logit_p=logits, observed=y_batch, total_size=len(labels))

@@ -39,12 +39,13 @@ def conv2d(x, kernel, bias, kernel_size: int):
 
 def max_pool(x, pool_size: int):
     """Non-overlapping max-pooling on (n, h, w, c); odd trailing rows/columns are dropped, as in
-    Lasagne's default (ignore_border=True)."""
+    Lasagne's default (ignore_border=True). Static shapes (known h, w, c) keep every reshape
+    constant, which the JAX backend needs."""
     p = pool_size
-    n, h, w, c = (x.shape[i] for i in range(4))
+    _, h, w, c = (dim if dim is not None else x.shape[i] for i, dim in enumerate(x.type.shape))
     h_out, w_out = h // p, w // p
     x = x[:, : h_out * p, : w_out * p, :]
-    return x.reshape((n, h_out, p, w_out, p, c)).max(axis=(2, 4))
+    return x.reshape((-1, h_out, p, w_out, p, c)).max(axis=(2, 4))
 
 
 def conv_output_side(side: int, kernel_size: int, pool_size: int, blocks: int) -> int:
