@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _BLAS_ROUTINES = (
     "sgemm dgemm sgemv dgemv sger dger sdot ddot saxpy daxpy scopy dcopy sscal dscal"
 ).split()
-_MODES = {"c": None, "numba": "NUMBA", "jax": "JAX"}
+_MODES = {"numba": "NUMBA", "jax": "JAX"}
 
 
 def openblas_ldflags() -> str | None:
@@ -32,7 +32,7 @@ def openblas_ldflags() -> str | None:
     return f"-L{lib_dir} -l{scipy_openblas32.get_library()} -Wl,-rpath,{lib_dir} {renames}"
 
 
-def configure(float_x: str = "float32", backend: str = "c") -> str | None:
+def configure(float_x: str = "float32", backend: str = "c"):
     """Set PyTensor's floatX and BLAS; return the compile mode for `backend`."""
     pytensor.config.floatX = float_x
     # A user's own BLAS set-up (PYTENSOR_FLAGS or .pytensorrc) wins over ours.
@@ -45,4 +45,8 @@ def configure(float_x: str = "float32", backend: str = "c") -> str | None:
             pytensor.config.blas__ldflags = flags
             logger.debug("BLAS: %s", flags)
         configure._blas_done = True
+    if backend == "c":
+        from bnn_cli.rewrites import c_mode
+
+        return c_mode()
     return _MODES[backend]
