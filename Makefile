@@ -31,6 +31,7 @@ demo: $(BIN)/bnn
 	$(BIN)/bnn train configs/smoke.yaml --runs-dir $(DEMO_RUNS)
 
 bench: $(BIN)/bnn
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 clean:
