@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -141,16 +142,98 @@ def compare(run_dirs: tuple[str, ...], csv_path: str | None) -> None:
     )
 
 
+@cli.command()
+@click.argument("sweep_path", metavar="SWEEP.yaml", type=click.Path(dir_okay=False))
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: processes on this machine; ray: one Ray task per point.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="Points at a time (local: default 1; ray: default as many as the cluster fits).",
+)
+@click.option("--address", help="ray: join this cluster (default: $RAY_ADDRESS, else a local one).")
+@click.option(
+    "--cpus-per-point", type=click.IntRange(min=1), help="ray: CPUs each task asks for (1)."
+)
+@click.option(
+    "--gpus-per-point", type=click.FloatRange(min=0), help="ray: GPUs each task asks for (0)."
+)
+@click.option("--runs-dir", type=click.Path(file_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def sweep(
+    sweep_path: str,
+    executor: str,
+    jobs: int | None,
+    address: str | None,
+    cpus_per_point: int | None,
+    gpus_per_point: float | None,
+    runs_dir: str | None,
+    data_dir: str | None,
+) -> None:
+    """Train every point of a sweep file; skip points already complete; summarise.
+
+    Exit 0 when every point is complete, 1 when some failed (the others still ran), 2 when the
+    sweep file or a point's config is invalid (then nothing runs).
+    """
+    from bnn_cli import sweep as sweeps
+
+    ray_only = {"--address": address, "--cpus-per-point": cpus_per_point}
+    ray_only["--gpus-per-point"] = gpus_per_point
+    for flag, value in ray_only.items():
+        if executor != "ray" and value is not None:
+            raise click.UsageError(f"{flag} needs --executor ray")
+    spec = sweeps.load_sweep(Path(sweep_path))
+    result = sweeps.run_sweep(
+        spec,
+        _runs_dir(runs_dir),
+        data_dir,
+        console=err_console,
+        executor=executor,
+        jobs=jobs,
+        address=address,
+        cpus_per_point=cpus_per_point or 1,
+        gpus_per_point=gpus_per_point or 0,
+    )
+    sweeps.print_summary(result, out_console)
+    sweeps.raise_if_failed(result)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _interrupt_on_termination() -> None:
+    """SIGTERM (a scheduler, `kill`, `timeout`) and SIGHUP (the terminal closed) stop a command
+    the way Ctrl-C does: the run is marked `interrupted` with its parameters so far, not left
+    saying `running`. A signal the caller set to be ignored (nohup) stays ignored."""
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _interrupt)
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def main() -> None:
     """Entry point: the one error boundary."""
     debug = "--debug" in sys.argv[1:]
+    _interrupt_on_termination()
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        err_console.print("error: interrupted", style="red", highlight=False)
-        sys.exit(ExitCode.INTERRUPTED)
-    except KeyboardInterrupt:
-        err_console.print("error: interrupted", style="red", highlight=False)
+    except (click.exceptions.Abort, KeyboardInterrupt) as exc:
+        # click turns a KeyboardInterrupt into Abort; its message names the signal, if not Ctrl-C
+        cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
+        by = f" by {cause}" if isinstance(cause, KeyboardInterrupt) and str(cause) else ""
+        err_console.print(f"error: interrupted{by}", style="red", highlight=False)
         sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
@@ -164,8 +247,8 @@ def main() -> None:
         if debug:
             raise
         print(
-            f"error: unexpected {type(exc).__name__}: {exc} (run again with --debug for the "
-            "traceback)",
+            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug "
+            "for the traceback)",
             file=sys.stderr,
         )
         sys.exit(ExitCode.INTERNAL)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -105,6 +107,12 @@ POSITIVE = {
     "evaluate.chunk_size",
 }
 NON_NEGATIVE = {"seed"}
+MAX_SEED = 2**32 - 1  # PyMC and NumPy's legacy seeding refuse anything larger
+MAX_INT = 2**63 - 1  # every integer ends up in a NumPy int64 (sizes, counts)
+MAX_NAME = 100  # the name is part of the run directory's name (at most 255 bytes)
+# YAML 1.1 (PyYAML) reads `1e-3` and `1e6` as strings: it wants a dot and a signed exponent.
+# Numbers in that everyday form are accepted for float keys.
+_FLOAT_TEXT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -140,6 +148,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(text)
     except UnicodeDecodeError:
         raise ConfigError(f"config file '{path}' is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc.strerror or exc}") from None
+    except RecursionError:  # PyYAML's composer recurses once per level of nesting
+        raise ConfigError(f"config file '{path}' is nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a date like 2024-02-30, 5000 digits
+        raise ConfigError(
+            f"config file '{path}' holds a value YAML cannot read: {_first_line(exc)}"
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
@@ -155,12 +171,18 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def _parse_override(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set expects dotted.key=value, got '{item}'")
+    if (
+        not sep
+        or not key
+        or any(not part for part in key.split("."))
+        or not key.isprintable()
+        or any(ch.isspace() for ch in key)
+    ):
+        raise ConfigError(f"--set expects dotted.key=value, got {_show(item)}")
     try:
         value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError:
-        raise ConfigError(f"--set {key}: cannot parse value '{text}'") from None
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError, OverflowError):
+        raise ConfigError(f"--set {key}: cannot parse value {_show(text)}") from None
     return key, value
 
 
@@ -207,32 +229,51 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         return _build(typ, value, key + ".")
     if get_origin(typ) is tuple:
         if not isinstance(value, list | tuple) or not value:
-            raise ConfigError(f"{key}: expected a non-empty list of integers, got {value!r}")
+            raise ConfigError(f"{key}: expected a non-empty list of integers, got {_show(value)}")
         item_type = get_args(typ)[0]
         return tuple(_coerce(key, v, item_type) for v in value)
     if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
+    if typ is int and value > MAX_INT:
+        raise ConfigError(f"{key}: got {_show(value)}, expected at most {MAX_INT}")
     if typ is float:
+        if isinstance(value, str) and _FLOAT_TEXT.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{key}: expected a number, got {_show(value)}")
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            number = math.inf
+        if not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {_show(value)}")
+        value = number
     if typ is str and not isinstance(value, str):
-        raise ConfigError(f"{key}: expected a string, got {value!r}")
+        raise ConfigError(f"{key}: expected a string, got {_show(value)}")
     _check_value(key, value)
     return value
 
 
 def _check_value(key: str, value: Any) -> None:
     if key in CHOICES and value not in CHOICES[key]:
-        raise ConfigError(f"{key}: got {value!r}, expected one of {', '.join(CHOICES[key])}")
+        raise ConfigError(f"{key}: got {_show(value)}, expected one of {', '.join(CHOICES[key])}")
     if key in POSITIVE and not value > 0:
-        raise ConfigError(f"{key}: got {value!r}, expected a value greater than 0")
+        raise ConfigError(f"{key}: got {_show(value)}, expected a value greater than 0")
     if key in NON_NEGATIVE and value < 0:
-        raise ConfigError(f"{key}: got {value!r}, expected a value of 0 or more")
-    if key == "name" and (not value or "/" in value or value.startswith(".")):
-        raise ConfigError(f"name: got {value!r}, expected a non-empty name without '/'")
+        raise ConfigError(f"{key}: got {_show(value)}, expected a value of 0 or more")
+    if key == "seed" and value > MAX_SEED:
+        raise ConfigError(f"seed: got {_show(value)}, expected a value from 0 to {MAX_SEED}")
+    if key == "name" and (
+        not value
+        or len(value) > MAX_NAME
+        or "/" in value
+        or value.startswith(".")
+        or not value.isprintable()
+    ):
+        raise ConfigError(
+            f"name: got {_show(value)}, expected a non-empty name without '/' (at most "
+            f"{MAX_NAME} printable characters, not starting with '.')"
+        )
 
 
 def _check_cross_fields(config: Config) -> None:
@@ -260,8 +301,9 @@ def _check_cross_fields(config: Config) -> None:
 
 
 def _unknown_key_message(prefix: str, key: Any, known: list[str]) -> str:
-    where = f"'{prefix}{key}'"
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    text = key if isinstance(key, str) else _show(key)
+    where = _show(f"{prefix}{text}")
+    close = difflib.get_close_matches(text, known, n=1, cutoff=0.6)
     if close:
         return f"unknown key {where} — did you mean '{prefix}{close[0]}'?"
     section = f" in '{prefix.rstrip('.')}'" if prefix else ""
@@ -269,7 +311,22 @@ def _unknown_key_message(prefix: str, key: Any, known: list[str]) -> str:
 
 
 def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"[:80]
+    return f"{type(value).__name__} {_show(value)}"
+
+
+def _first_line(exc: BaseException, limit: int = 120) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """`repr(value)` for a one-line message: shortened when long, and safe for integers too
+    big for `repr` (Python refuses to print more than 4300 digits)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"an integer of {value.bit_length()} bits" if isinstance(value, int) else "?"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _plain(value: Any) -> Any:

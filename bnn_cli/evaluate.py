@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from bnn_cli import runs
 from bnn_cli.config import Config, config_from_dict
 from bnn_cli.errors import BnnError, RunError
-from bnn_cli.models.architecture import param_specs
 
 logger = logging.getLogger(__name__)
 
@@ -75,25 +75,46 @@ def load_params(run_dir: Path, config: Config) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except (
+        OSError,
+        ValueError,
+        zipfile.BadZipFile,
+        EOFError,
+        zlib.error,
+        NotImplementedError,  # a zip member compressed with an unknown method
+    ) as exc:
         raise RunError(f"'{path}' is corrupt or truncated ({exc}); train the run again") from None
+    from bnn_cli.models.architecture import param_specs  # imports PyTensor: only when needed
+
+    expected: dict[str, tuple[int, ...]] = {}
     for spec in param_specs(config.model):
-        for key in (f"mu/{spec.name}", f"rho/{spec.name}"):
-            if key not in arrays:
-                raise RunError(
-                    f"'{path}' has no '{key}': it does not match the model in config.yaml"
-                )
-            if tuple(arrays[key].shape) != spec.shape:
-                raise RunError(
-                    f"'{path}': '{key}' has shape {tuple(arrays[key].shape)}, the "
-                    f"model in config.yaml needs {spec.shape}"
-                )
-            if not np.all(np.isfinite(arrays[key])):
-                raise RunError(
-                    f"'{path}': '{key}' holds NaN or infinite values; the fit "
-                    "diverged — train again with a lower learning rate"
-                )
+        if config.prior.kind == "hierarchical":  # non-centred: w = scale * w_raw, log scale
+            expected[f"{spec.name}_raw"] = spec.shape
+            expected[f"{spec.name}_scale_log__"] = ()
+        else:
+            expected[spec.name] = spec.shape
+    for name, shape in expected.items():
+        for key in (f"mu/{name}", f"rho/{name}"):
+            check_param(path, key, arrays.get(key), shape)
     return arrays
+
+
+def check_param(path: Path, key: str, array: np.ndarray | None, shape: tuple[int, ...]) -> None:
+    """One saved parameter: present, of the model's shape, real numbers, finite."""
+    if array is None:
+        raise RunError(f"'{path}' has no '{key}': it does not match the model in config.yaml")
+    if tuple(array.shape) != shape:
+        raise RunError(
+            f"'{path}': '{key}' has shape {tuple(array.shape)}, the "
+            f"model in config.yaml needs {shape}"
+        )
+    if array.dtype.kind not in "fiu":
+        raise RunError(f"'{path}': '{key}' holds {array.dtype} values, not real numbers")
+    if not np.all(np.isfinite(array)):
+        raise RunError(
+            f"'{path}': '{key}' holds NaN or infinite values; the fit "
+            "diverged — train again with a lower learning rate"
+        )
 
 
 def posterior_predictive(
@@ -135,6 +156,7 @@ def prior_scale_draws(
     log scale in the approximation (PyMC's log transform of a HalfNormal)."""
     if config.prior.kind != "hierarchical":
         return None
+    from bnn_cli.models.architecture import param_specs
     from bnn_cli.predict import softplus
 
     rng = np.random.default_rng([config.seed, 3])

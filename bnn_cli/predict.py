@@ -41,20 +41,44 @@ def weight_draws(
     seed: int,
     mean_only: bool = False,
 ):
-    """Yield `draws` dicts of weights (or the posterior mean once, if `mean_only`)."""
+    """Yield `draws` dicts of weights (or the posterior mean once, if `mean_only`).
+
+    A tensor is either a Normal of its own (`mu/<name>`), or, under the hierarchical prior,
+    `scale * raw` with a log-normal scale (`mu/<name>_scale_log__`) and a Normal `raw`
+    (`mu/<name>_raw`); both factors are independent under the mean-field approximation.
+    """
     float_x = pytensor.config.floatX
-    specs = param_specs(model)
-    mu = {s.name: arrays[f"mu/{s.name}"].astype(float_x) for s in specs}
+    factors = {s.name: tensor_factors(arrays, s.name) for s in param_specs(model)}
     if mean_only:
-        yield mu
+        yield {name: _mean(f).astype(float_x) for name, f in factors.items()}
         return
-    sigma = {s.name: softplus(arrays[f"rho/{s.name}"]).astype(float_x) for s in specs}
     rng = np.random.default_rng([seed, 2])  # its own stream: evaluation never shifts training
     for _ in range(draws):
-        yield {
-            name: mu[name] + sigma[name] * rng.standard_normal(mu[name].shape, dtype=float_x)
-            for name in mu
-        }
+        yield {name: _draw(f, rng, float_x) for name, f in factors.items()}
+
+
+def tensor_factors(arrays: dict[str, np.ndarray], name: str) -> list[tuple]:
+    """[(mu, sigma, is_log)] whose (exp'd where is_log) draws multiply to the tensor's draw."""
+    if f"mu/{name}" in arrays:
+        keys = [(name, False)]
+    else:
+        keys = [(f"{name}_scale_log__", True), (f"{name}_raw", False)]
+    return [(arrays[f"mu/{k}"], softplus(arrays[f"rho/{k}"]), is_log) for k, is_log in keys]
+
+
+def _mean(factors: list[tuple]) -> np.ndarray:
+    value = 1.0
+    for mu, sigma, is_log in factors:
+        value = value * (np.exp(mu + sigma**2 / 2) if is_log else mu)
+    return np.asarray(value)
+
+
+def _draw(factors: list[tuple], rng: np.random.Generator, dtype: str) -> np.ndarray:
+    value = 1.0
+    for mu, sigma, is_log in factors:
+        z = mu + sigma * rng.standard_normal(np.shape(mu), dtype=np.float32)
+        value = value * (np.exp(z) if is_log else z)
+    return np.asarray(value, dtype=dtype)
 
 
 def predictive(

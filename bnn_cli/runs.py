@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import secrets
 import tempfile
 import time
@@ -27,8 +28,16 @@ STATES = ("running", "complete", "failed", "interrupted")
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, fsync, then rename: readers never see a
-    half-written file under the final name."""
+    half-written file under the final name. A failure of the disk (full, read-only) is a
+    `RunError` naming the file; the earlier version of the file, if any, is left as it was."""
     path = Path(path)
+    try:
+        _atomic_write(path, data)
+    except OSError as exc:
+        raise RunError(f"cannot write '{path}': {exc.strerror or exc}") from exc
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file 0600; give it the usual mode (0666 less the umask).
@@ -124,6 +133,8 @@ def read_status(run_dir: Path, missing_ok: bool = False) -> dict[str, Any] | Non
         status = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise RunError(f"'{path}' is corrupt (not JSON)") from None
+    except OSError as exc:
+        raise RunError(f"cannot read '{path}': {exc.strerror or exc}") from None
     if not isinstance(status, dict) or status.get("state") not in STATES:
         raise RunError(f"'{path}' is corrupt (no valid 'state')")
     return status
@@ -140,17 +151,11 @@ def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
     """Open a run for reading; refuses one that is missing or not complete (unless allowed)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunError(f"run directory '{run_dir}' not found")
+        what = "is not a directory" if run_dir.exists() else "not found"
+        raise RunError(f"run directory '{run_dir}' {what}")
     status = read_status(run_dir)
-    state = status["state"]
-    if state != "complete":
-        if not (allow_incomplete and state in ("interrupted", "failed", "running")):
-            hint = (
-                " (use --allow-incomplete to evaluate the parameters it saved)"
-                if state == "interrupted"
-                else ""
-            )
-            raise RunError(f"run '{run_dir.name}' is {state}, not complete{hint}")
+    if status["state"] != "complete" and not allow_incomplete:
+        raise RunError(incomplete_message(run_dir, status))
     config_path = run_dir / "config.yaml"
     try:
         config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
@@ -158,9 +163,55 @@ def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
         raise RunError(f"run '{run_dir.name}' has no config.yaml") from None
     except (yaml.YAMLError, UnicodeDecodeError):
         raise RunError(f"'{config_path}' is corrupt (not YAML)") from None
+    except OSError as exc:
+        raise RunError(f"cannot read '{config_path}': {exc.strerror or exc}") from None
     if not isinstance(config, dict):
         raise RunError(f"'{config_path}' is corrupt (not a mapping)")
     return Run(run_dir, status, config)
+
+
+def incomplete_message(run_dir: Path, status: dict[str, Any]) -> str:
+    """Why a run that is not complete cannot be evaluated, and what the user can do."""
+    name, state = Path(run_dir).name, status["state"]
+    if (Path(run_dir) / "approx.npz").is_file():
+        hint = " (use --allow-incomplete to evaluate the parameters it saved)"
+    else:
+        hint = " (it saved no parameters)"
+    if state == "running":
+        pid = status.get("pid")
+        if process_gone(status):
+            return (
+                f"run '{name}' is running, not complete, but its process (pid {pid}) is gone: "
+                f"it was killed{hint}"
+            )
+        where = f" (pid {pid})" if pid else ""
+        return (
+            f"run '{name}' is running, not complete: it may still be training{where}; "
+            "wait for it to finish, or use --allow-incomplete to evaluate the parameters "
+            "saved so far"
+        )
+    if state == "failed" and status.get("message"):
+        reason = " ".join(str(status["message"]).split())
+        reason = reason if len(reason) <= 300 else reason[:299] + "…"
+        return f"run '{name}' is failed, not complete: {reason}{hint}"
+    return f"run '{name}' is {state}, not complete{hint}"
+
+
+def process_gone(status: dict[str, Any]) -> bool:
+    """True when the process that wrote a `running` status is known to be dead: it ran on this
+    host and its pid is gone (it was killed, e.g. by SIGKILL or the out-of-memory killer)."""
+    pid = status.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False
+    if status.get("host") != platform.node():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # EPERM: it exists, under another user
+        return False
+    return False
 
 
 def list_runs(runs_dir: Path) -> list[Path]:

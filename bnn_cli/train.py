@@ -66,17 +66,19 @@ def train(
     """Fit the configured model and write a complete run directory; return its path."""
     from bnn_cli.data.datasets import load_splits
 
-    # The data first: a missing or corrupt file is reported before PyTensor is even imported.
+    # The data and the runs directory first: a missing file or an unwritable directory is
+    # reported at once, before PyTensor is even imported.
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
     )
-    from bnn_cli import backend, runs
-
-    mode = backend.configure(config.inference.floatX, config.inference.backend)
+    from bnn_cli import runs
 
     run_dir = runs.create_run_dir(runs_dir, config.name)
     # From here on every way out leaves the run directory saying how it ended.
     try:
+        from bnn_cli import backend
+
+        mode = backend.configure(config.inference.floatX, config.inference.backend)
         runs.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
         runs.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
         runs.write_status(
@@ -279,7 +281,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
         },
         "pytensor": {
             "floatX": pytensor.config.floatX,
-            "mode": mode or "c",
+            "backend": config.inference.backend,
             "blas_ldflags": pytensor.config.blas__ldflags,
         },
         "started": utc_now(),

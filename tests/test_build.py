@@ -42,11 +42,11 @@ def test_model_has_named_tensors_and_finite_logp(arch, prior):
     names = {rv.name for rv in model.free_RVs}
     expected = {s.name for s in specs}
     if prior == "hierarchical":
-        expected |= {s.name + "_scale" for s in specs}
+        expected = {s.name + suffix for s in specs for suffix in ("_scale", "_raw")}
     assert names == expected
     point = model.initial_point()
     for spec in specs:
-        assert point[spec.name].shape == spec.shape
+        assert model[spec.name].type.shape == spec.shape
     assert np.isfinite(model.compile_logp()(point))
 
 

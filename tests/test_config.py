@@ -125,3 +125,49 @@ def test_set_into_a_scalar_is_refused(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(AttributeError):
         Config().seed = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1e-3", 0.001), ("2E+2", 200.0), ("1.0e-3", 0.001), (".5e1", 5.0)]
+)
+def test_exponent_notation_is_a_number_for_float_keys(tmp_path, text, expected):
+    # PyYAML (YAML 1.1) reads `1e-3` as a string; a float key takes it as the number it means.
+    config = load_config(write(tmp_path, f"inference: {{start_sigma: {text}}}\n"))
+    assert config.inference.start_sigma == expected
+
+
+def test_exponent_notation_stays_text_for_other_keys(tmp_path):
+    assert "inference.iterations: expected an integer, got '1e3'" in error_of(
+        tmp_path, "inference: {iterations: 1e3}\n"
+    )
+    assert load_config(write(tmp_path, "name: 1e3\n")).name == "1e3"
+    assert "start_sigma: got -0.1, expected a value greater than 0" in error_of(
+        tmp_path, "inference: {start_sigma: -1e-1}\n"
+    )
+
+
+BIG = "1" * 5000  # beyond the 4300 digits Python converts to or from text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("seed: 4294967296\n", "seed: got 4294967296, expected a value from 0 to 4294967295"),
+        ('name: "a\\0b"\n', "name: got 'a\\x00b', expected a non-empty name without '/'"),
+        (f"name: {'x' * 101}\n", "expected a non-empty name without '/' (at most 100"),
+        (f"inference: {{learning_rate: {'9' * 400}}}\n", "expected a finite number, got 999"),
+        ('"\\n": 1\n', "unknown key '\\n'; valid keys"),
+        ("name: 2024-02-30\n", "holds a value YAML cannot read: day is out of range for month"),
+        (f"seed: {BIG}\n", "holds a value YAML cannot read: Exceeds the limit (4300 digits)"),
+        ("seed: !!int x\n", "holds a value YAML cannot read: invalid literal for int()"),
+    ],
+)
+def test_extreme_values_are_refused_on_one_line(tmp_path, text, expected):
+    message = error_of(tmp_path, text)
+    assert expected in message and "\n" not in message
+
+
+def test_an_unreadable_set_value(tmp_path):
+    assert "--set name: cannot parse value '2024-02-30'" in error_of(
+        tmp_path, "name: x\n", ["name=2024-02-30"]
+    )

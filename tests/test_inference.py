@@ -42,13 +42,13 @@ def test_parameters_round_trip_by_variable_name():
     model = build_model(config, rng.random((20, 28, 28)), rng.integers(0, 10, 20))
     approx = inference.make_advi(model, config.inference, seed=0).approx
     saved = inference.mean_field_params(approx)
-    assert saved["mu/dense1_w"].shape == (784, 5)
+    assert saved["mu/dense1_w_raw"].shape == (784, 5)
     assert "rho/dense1_w_scale_log__" in saved
-    np.testing.assert_allclose(np.logaddexp(0, saved["rho/out_b"]), 1e-3, rtol=1e-3)
+    np.testing.assert_allclose(np.logaddexp(0, saved["rho/out_b_raw"]), 1e-3, rtol=1e-3)
     changed = {k: v + 1 for k, v in saved.items()}
     fresh = inference.make_advi(model, config.inference, seed=1).approx
     inference.load_mean_field_params(fresh, changed)
     for key, value in inference.mean_field_params(fresh).items():
         np.testing.assert_allclose(value, changed[key], rtol=1e-6)
     with pytest.raises(ValueError, match="has shape"):
-        inference.load_mean_field_params(fresh, {**changed, "mu/out_b": np.zeros(3)})
+        inference.load_mean_field_params(fresh, {**changed, "mu/out_b_raw": np.zeros(3)})
