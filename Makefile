@@ -11,7 +11,7 @@ MIRROR_FLAG := $(if $(MNIST_MIRROR),--mirror $(MNIST_MIRROR),)
 $(BIN)/bnn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e '.[test,ray,jax]'
 	touch $(BIN)/bnn
 
 setup: $(BIN)/bnn

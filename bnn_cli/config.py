@@ -52,6 +52,7 @@ class InferenceConfig:
     batch_size: int = 500  # the original experiment's minibatch
     optimizer: str = "adam"  # adam, adamax or sgd
     learning_rate: float = 0.001  # Adam's usual step; larger diverges on the 800x800 MLP
+    lr_schedule: str = "cosine"  # or constant; cosine decays to 0 by the last iteration
     start_sigma: float = 0.001  # PyMC's default initial scale (~0.7) makes the ELBO NaN at once
     eval_every: int = 1000  # validation accuracy (posterior mean weights) this often
     backend: str = "c"  # PyTensor backend for the step function: c, numba or jax
@@ -86,6 +87,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
     "inference.optimizer": ("adam", "adamax", "sgd"),
+    "inference.lr_schedule": ("cosine", "constant"),
     "inference.backend": ("c", "numba", "jax"),
     "inference.floatX": ("float32", "float64"),
 }

@@ -31,6 +31,7 @@ class RunError(BnnError):
 
 
 class FitFailed(BnnError):
-    """The fit diverged (NaN or infinite loss); the run is kept with state `failed`."""
+    """The fit diverged (NaN or infinite loss); the run is kept with state `failed`. Exit 2: the
+    remedy is a configuration change (learning rate, start_sigma), not a bug report."""
 
-    exit_code = ExitCode.INTERNAL
+    exit_code = ExitCode.USAGE

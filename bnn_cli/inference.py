@@ -83,19 +83,38 @@ class MinibatchFeeder:
         self.y_batch.set_value(self.labels[rows], borrow=True)
 
 
+def learning_rate_at(settings: InferenceConfig, iteration: int) -> float:
+    """The step size for 0-based `iteration`: constant, or a cosine decay to zero that lets the
+    last iterations settle instead of hopping around the optimum at full step size."""
+    if settings.lr_schedule == "constant":
+        return settings.learning_rate
+    progress = min(iteration / settings.iterations, 1.0)
+    return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def compile_step(
     advi: pm.ADVI, settings: InferenceConfig, mode: str | None, feed: Callable[[], None]
 ) -> Callable[[], float]:
-    """One optimizer step: feed the next minibatch, then the compiled function samples the
-    weights, takes the step and returns the loss (negative ELBO estimate)."""
-    optimizer = OPTIMIZERS[settings.optimizer](learning_rate=settings.learning_rate)
+    """One optimizer step: feed the next minibatch, set the scheduled learning rate, then the
+    compiled function samples the weights, takes the step and returns the loss (negative ELBO
+    estimate)."""
+    learning_rate = pytensor.shared(
+        np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
+    )
+    optimizer = OPTIMIZERS[settings.optimizer](learning_rate=learning_rate)
     compile_kwargs = {"mode": mode} if mode else {}
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
     )
+    done = 0
 
     def step() -> float:
+        nonlocal done
         feed()
+        learning_rate.set_value(
+            np.asarray(learning_rate_at(settings, done), dtype=learning_rate.dtype)
+        )
+        done += 1
         return step_fn()
 
     return step

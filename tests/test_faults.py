@@ -1107,7 +1107,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
         "--data-dir",
         REAL_DATA_DIR,
     )
-    assert result.rc == 1  # FitFailed's exit code
+    assert result.rc == 2  # a diverged fit: change the configuration
     assert DIVERGED.fullmatch(result.error.removeprefix("error: ")), result.error
     (run_dir,) = trained.new_runs(before)
     status = status_of(run_dir)

@@ -52,3 +52,12 @@ def test_parameters_round_trip_by_variable_name():
         np.testing.assert_allclose(value, changed[key], rtol=1e-6)
     with pytest.raises(ValueError, match="has shape"):
         inference.load_mean_field_params(fresh, {**changed, "mu/out_b_raw": np.zeros(3)})
+
+
+def test_cosine_schedule_decays_to_zero_and_constant_stays():
+    cosine = InferenceConfig(iterations=100, learning_rate=0.01, lr_schedule="cosine")
+    assert inference.learning_rate_at(cosine, 0) == pytest.approx(0.01)
+    assert inference.learning_rate_at(cosine, 50) == pytest.approx(0.005)
+    assert inference.learning_rate_at(cosine, 100) == pytest.approx(0.0, abs=1e-12)
+    constant = InferenceConfig(iterations=100, learning_rate=0.01, lr_schedule="constant")
+    assert inference.learning_rate_at(constant, 99) == 0.01
