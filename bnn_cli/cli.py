@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -226,6 +227,8 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
 def main() -> None:
     """Entry point: the one error boundary."""
     debug = "--debug" in sys.argv[1:]
+    if not debug:  # ArviZ (imported by PyMC) announces its refactor on every import
+        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
     _interrupt_on_termination()
     try:
         cli.main(standalone_mode=False)
