@@ -12,7 +12,6 @@ import os
 import platform
 import secrets
 import tempfile
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,7 +218,3 @@ def list_runs(runs_dir: Path) -> list[Path]:
     if not runs_dir.is_dir():
         return []
     return sorted(p for p in runs_dir.iterdir() if (p / "status.json").is_file())
-
-
-def elapsed_since(start: float) -> float:
-    return round(time.perf_counter() - start, 3)

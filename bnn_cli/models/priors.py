@@ -36,7 +36,3 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
         initval=(initval / start).astype(initval.dtype),
     )
     return pm.Deterministic(spec.name, scale * raw)
-
-
-def scale_names(specs: list[ParamSpec], prior: PriorConfig) -> list[str]:
-    return [spec.name + SCALE_SUFFIX for spec in specs] if prior.kind == "hierarchical" else []
