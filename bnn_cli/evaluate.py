@@ -153,7 +153,8 @@ def prior_scale_draws(
     config: Config, arrays: dict[str, np.ndarray], draws: int
 ) -> dict[str, np.ndarray] | None:
     """Posterior draws of each layer's prior scale (hierarchical runs): the scales live on the
-    log scale in the approximation (PyMC's log transform of a HalfNormal)."""
+    log scale in the approximation (PyMC's log transform of a HalfNormal). `load_params` has
+    already checked that every `<name>_scale_log__` is present with the right shape."""
     if config.prior.kind != "hierarchical":
         return None
     from bnn_cli.models.architecture import param_specs
@@ -163,11 +164,6 @@ def prior_scale_draws(
     out = {}
     for spec in param_specs(config.model):
         name = f"{spec.name}_scale"
-        mu, rho = arrays.get(f"mu/{name}_log__"), arrays.get(f"rho/{name}_log__")
-        if mu is None or rho is None:
-            raise RunError(
-                f"approx.npz has no '{name}_log__': it does not match the "
-                "hierarchical model in config.yaml"
-            )
+        mu, rho = arrays[f"mu/{name}_log__"], arrays[f"rho/{name}_log__"]
         out[name] = np.exp(mu + softplus(rho) * rng.standard_normal(draws))
     return out
