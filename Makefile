@@ -11,7 +11,7 @@ MIRROR_FLAG := $(if $(MNIST_MIRROR),--mirror $(MNIST_MIRROR),)
 $(BIN)/bnn: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[test,ray,jax]'
+	$(BIN)/pip install -e '.[test,ray]'
 	touch $(BIN)/bnn
 
 setup: $(BIN)/bnn
@@ -31,7 +31,6 @@ demo: $(BIN)/bnn
 	$(BIN)/bnn train configs/smoke.yaml --runs-dir $(DEMO_RUNS)
 
 bench: $(BIN)/bnn
-	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/run.py
 
 clean:

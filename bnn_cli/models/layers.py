@@ -23,8 +23,10 @@ def dense(x, weight, bias):
 def im2col(x, kernel_size: int):
     """x: (n, h, w, c) -> (n, h-k+1, w-k+1, k*k*c), patch entries ordered (row, col, channel)."""
     k = kernel_size
-    out_h = x.shape[1] - k + 1
-    out_w = x.shape[2] - k + 1
+    x = pt.as_tensor_variable(x)
+    # Static sizes where known keep every slice and the GEMM's reshapes constant (JAX needs it).
+    h, w = (dim if dim is not None else x.shape[i + 1] for i, dim in enumerate(x.type.shape[1:3]))
+    out_h, out_w = h - k + 1, w - k + 1
     views = [x[:, i : i + out_h, j : j + out_w, :] for i in range(k) for j in range(k)]
     return pt.concatenate(views, axis=3)
 
@@ -33,8 +35,13 @@ def conv2d(x, kernel, bias, kernel_size: int):
     """'valid' cross-correlation. x: (n, h, w, c_in), kernel: (k, k, c_in, c_out) (HWIO),
     bias: (c_out,) -> (n, h-k+1, w-k+1, c_out)."""
     patches = im2col(x, kernel_size)
-    flat_kernel = kernel.reshape((-1, kernel.shape[3]))
-    return pt.tensordot(patches, flat_kernel, axes=[[3], [0]]) + bias
+    _, out_h, out_w, depth = patches.type.shape
+    if None in (out_h, out_w, depth):  # symbolic image shape: let tensordot work out the sizes
+        return pt.tensordot(patches, kernel.reshape((-1, kernel.shape[3])), [[3], [0]]) + bias
+    kernel = pt.as_tensor_variable(kernel)
+    c_out = kernel.type.shape[3] if kernel.type.shape[3] is not None else kernel.shape[3]
+    flat = pt.dot(patches.reshape((-1, depth)), kernel.reshape((depth, c_out)))
+    return flat.reshape((-1, out_h, out_w, c_out)) + bias
 
 
 def max_pool(x, pool_size: int):
