@@ -39,7 +39,9 @@ def configure(float_x: str = "float32", backend: str = "c"):
     user_set = "blas__ldflags" in os.environ.get("PYTENSOR_FLAGS", "") or os.path.exists(
         os.path.expanduser("~/.pytensorrc")
     )
-    if backend == "c" and not user_set and not getattr(configure, "_blas_done", False):
+    # Every backend: PyMC compiles small helper functions with the C backend even when the step
+    # function goes to JAX, and a missing BLAS would warn about them.
+    if not user_set and not getattr(configure, "_blas_done", False):
         flags = openblas_ldflags()
         if flags:
             pytensor.config.blas__ldflags = flags
@@ -49,4 +51,9 @@ def configure(float_x: str = "float32", backend: str = "c"):
         from bnn_cli.rewrites import c_mode
 
         return c_mode()
+    if backend == "jax":
+        import jax
+
+        # JAX computes in 32 bits unless told otherwise; a float64 run must really be float64.
+        jax.config.update("jax_enable_x64", float_x == "float64")
     return _MODES[backend]

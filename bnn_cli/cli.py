@@ -224,11 +224,22 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def quiet_library_notices() -> None:
+    """Hide notices that repeat on every run and ask nothing of the user (shown with --debug)."""
+    # ArviZ (imported by PyMC) announces its refactor on every import.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+    # PyTensor's JAX backend keeps the random state in a JAX copy that it advances every step
+    # (tests/test_backends.py checks the draws change and are seeded).
+    warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
+    # float32 runs: JAX narrows PyMC's 64-bit index and constant casts (float64 runs enable x64).
+    warnings.filterwarnings("ignore", message="Explicitly requested dtype")
+
+
 def main() -> None:
     """Entry point: the one error boundary."""
     debug = "--debug" in sys.argv[1:]
-    if not debug:  # ArviZ (imported by PyMC) announces its refactor on every import
-        warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+    if not debug:
+        quiet_library_notices()
     _interrupt_on_termination()
     try:
         cli.main(standalone_mode=False)

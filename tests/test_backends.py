@@ -43,3 +43,43 @@ def test_backends_fit_the_same_model(real_data_dir, tmp_path, name):
     assert np.all(np.isfinite(np.load(run_dir / "approx.npz")["mu/out_w"]))
     val = float((run_dir / "elbo.csv").read_text().strip().splitlines()[-1].split(",")[-1])
     assert val > 0.5  # 30 steps of a 16-unit MLP on real MNIST: well above chance
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, architecture", [("c", "mlp"), ("jax", "mlp"), ("jax", "conv")])
+def test_mean_field_noise_is_redrawn_every_step_and_seeded(name, architecture):
+    """A step size of ~0 keeps the parameters and the minibatch fixed, so the loss can only
+    change through the mean-field draws: they must differ step to step, repeat for the same
+    seed and differ for another (PyTensor's JAX backend keeps the random state in a copy)."""
+    from bnn_cli.inference import compile_step, make_advi
+    from bnn_cli.models.build import build_model
+
+    config = load_config(
+        ROOT / "configs" / "smoke.yaml",
+        [
+            f"model.architecture={architecture}",
+            "model.hidden=[8]",
+            "model.filters=[2,2]",
+            "inference.learning_rate=1e-30",
+            "inference.batch_size=32",
+        ],
+    )
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(32, 28, 28)).astype("float32")
+    labels = rng.integers(0, 10, size=32)
+
+    def losses(seed):
+        mode = backend.configure("float32", name)
+        model = build_model(config, images, labels)
+        step = compile_step(
+            make_advi(model, config.inference, seed), config.inference, mode, feed=lambda: None
+        )
+        return [float(step()) for _ in range(3)]
+
+    try:
+        first, again, other = losses(0), losses(0), losses(1)
+    finally:
+        backend.configure("float32", "c")
+    assert len(set(first)) == 3
+    assert first == again
+    assert first != other
