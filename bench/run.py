@@ -6,7 +6,7 @@ memory of each process, and posterior predictive throughput. Writes `bench/resul
 prints a markdown table with the ratios (absolute times on shared machines drift; ratios from
 one run hold).
 
-usage: python bench/run.py [--mlp-iters N] [--conv-iters N] [--skip-anchors]
+usage: python bench/run.py [--mlp-iters N] [--conv-iters N] [--skip-anchors] [--backends jax,c]
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def steady_rate(elbo_csv: Path, skip_fraction: float = 0.2) -> float:
     return (last_it - first[0]) / (rows[-1][1] - first[1])
 
 
-def bnn_fit(config: str, iters: int, runs_dir: Path, backend: str = "c") -> dict:
+def bnn_fit(config: str, iters: int, runs_dir: Path, backend: str) -> dict:
     """A short `bnn train` from a cold compile cache; its steady rate, compile time, memory."""
     log_every = max(1, iters // 10)
     cmd = [
@@ -154,27 +154,34 @@ def jax_anchor(arch: str, iters: int) -> dict:
 
 
 def table(results: dict) -> str:
-    bnn, anchors = results["bnn"], results.get("anchors", {})
+    anchors = results.get("anchors", {})
     rows = ["| measure | value | ratio |", "|---|---|---|"]
-    mlp, conv = bnn["mlp"]["it_per_s"], bnn["conv"]["it_per_s"]
 
     def ratio(a: float, key: str) -> str:
         return f"{a / anchors[key]['it_per_s']:.2f}x {key}" if key in anchors else "—"
 
-    rows.append(
-        f"| bnn mlp, steady it/s | {mlp:.2f} | {ratio(mlp, 'jax_mlp')}, "
-        f"{ratio(mlp, 'pymc_seed_mlp')} |"
-    )
-    rows.append(f"| bnn conv, steady it/s | {conv:.2f} | {ratio(conv, 'jax_conv')} |")
+    for backend, fits in results["bnn"].items():
+        mlp, conv = fits["mlp"]["it_per_s"], fits["conv"]["it_per_s"]
+        rows.append(
+            f"| bnn mlp ({backend}), steady it/s | {mlp:.2f} | {ratio(mlp, 'jax_mlp')}, "
+            f"{ratio(mlp, 'pymc_seed_mlp')} |"
+        )
+        rows.append(
+            f"| bnn conv ({backend}), steady it/s | {conv:.2f} | {ratio(conv, 'jax_conv')} |"
+        )
     for key, value in anchors.items():
         rows.append(f"| anchor {key}, steady it/s | {value['it_per_s']:.2f} | |")
-    for arch in ("mlp", "conv"):
-        rows.append(f"| bnn {arch}: compile (cold cache) | {bnn[arch]['compile_s']:.1f} s | |")
-        rows.append(f"| bnn {arch}: peak RSS | {bnn[arch]['peak_rss_mib']} MiB | |")
+    for backend, fits in results["bnn"].items():
+        for arch in ("mlp", "conv"):
+            fit = fits[arch]
+            rows.append(
+                f"| bnn {arch} ({backend}): compile, cold cache | {fit['compile_s']:.1f} s | |"
+            )
+            rows.append(f"| bnn {arch} ({backend}): peak RSS | {fit['peak_rss_mib']} MiB | |")
     pred = results["predictive"]
     rows.append(
-        f"| bnn mlp: predictive, {pred['images']} images x {pred['draws']} draws | "
-        f"{pred['seconds']:.1f} s | |"
+        f"| bnn mlp ({pred['backend']}): predictive, {pred['images']} images x "
+        f"{pred['draws']} draws | {pred['seconds']:.1f} s | |"
     )
     return "\n".join(rows)
 
@@ -184,6 +191,9 @@ def main() -> None:
     parser.add_argument("--mlp-iters", type=int, default=400)
     parser.add_argument("--conv-iters", type=int, default=80)
     parser.add_argument("--skip-anchors", action="store_true")
+    parser.add_argument(
+        "--backends", default="jax,c", help="bnn backends to time, the first also for prediction"
+    )
     args = parser.parse_args()
     if not (DATA / "mnist").is_dir():
         sys.exit(f"bench needs the MNIST files in {DATA / 'mnist'}")
@@ -197,11 +207,17 @@ def main() -> None:
         "bnn": {},
     }
     with tempfile.TemporaryDirectory() as runs_dir:
-        for config, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
-            print(f"bnn {config}: {iters} iterations ...", flush=True)
-            results["bnn"][config] = bnn_fit(config, iters, Path(runs_dir))
-        print("bnn mlp: posterior predictive ...", flush=True)
-        results["predictive"] = predictive_throughput(results["bnn"]["mlp"]["run_dir"])
+        for backend in args.backends.split(","):
+            fits = results["bnn"][backend] = {}
+            for config, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
+                print(f"bnn {config} ({backend}): {iters} iterations ...", flush=True)
+                fits[config] = bnn_fit(config, iters, Path(runs_dir), backend)
+        first = next(iter(results["bnn"].values()))["mlp"]
+        print(f"bnn mlp ({first['backend']}): posterior predictive ...", flush=True)
+        results["predictive"] = {
+            "backend": first["backend"],
+            **predictive_throughput(first["run_dir"]),
+        }
     if not args.skip_anchors and ANCHORS.is_dir():
         anchors = results["anchors"] = {}
         print("anchor jax_mfvi mlp / conv ...", flush=True)
