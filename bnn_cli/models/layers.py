@@ -20,12 +20,17 @@ def dense(x, weight, bias):
     return pt.dot(x, weight) + bias
 
 
+def sizes(x) -> tuple:
+    """x's dimensions: the static size where PyTensor knows it, else the symbolic one. Static
+    sizes keep every slice and reshape constant, which the JAX backend needs."""
+    x = pt.as_tensor_variable(x)
+    return tuple(dim if dim is not None else x.shape[i] for i, dim in enumerate(x.type.shape))
+
+
 def im2col(x, kernel_size: int):
     """x: (n, h, w, c) -> (n, h-k+1, w-k+1, k*k*c), patch entries ordered (row, col, channel)."""
     k = kernel_size
-    x = pt.as_tensor_variable(x)
-    # Static sizes where known keep every slice and the GEMM's reshapes constant (JAX needs it).
-    h, w = (dim if dim is not None else x.shape[i + 1] for i, dim in enumerate(x.type.shape[1:3]))
+    _, h, w, _ = sizes(x)
     out_h, out_w = h - k + 1, w - k + 1
     views = [x[:, i : i + out_h, j : j + out_w, :] for i in range(k) for j in range(k)]
     return pt.concatenate(views, axis=3)
@@ -35,21 +40,17 @@ def conv2d(x, kernel, bias, kernel_size: int):
     """'valid' cross-correlation. x: (n, h, w, c_in), kernel: (k, k, c_in, c_out) (HWIO),
     bias: (c_out,) -> (n, h-k+1, w-k+1, c_out)."""
     patches = im2col(x, kernel_size)
-    _, out_h, out_w, depth = patches.type.shape
-    if None in (out_h, out_w, depth):  # symbolic image shape: let tensordot work out the sizes
-        return pt.tensordot(patches, kernel.reshape((-1, kernel.shape[3])), [[3], [0]]) + bias
-    kernel = pt.as_tensor_variable(kernel)
-    c_out = kernel.type.shape[3] if kernel.type.shape[3] is not None else kernel.shape[3]
+    _, out_h, out_w, depth = sizes(patches)
+    c_out = sizes(kernel)[3]
     flat = pt.dot(patches.reshape((-1, depth)), kernel.reshape((depth, c_out)))
     return flat.reshape((-1, out_h, out_w, c_out)) + bias
 
 
 def max_pool(x, pool_size: int):
     """Non-overlapping max-pooling on (n, h, w, c); odd trailing rows/columns are dropped, as in
-    Lasagne's default (ignore_border=True). Static shapes (known h, w, c) keep every reshape
-    constant, which the JAX backend needs."""
+    Lasagne's default (ignore_border=True)."""
     p = pool_size
-    _, h, w, c = (dim if dim is not None else x.shape[i] for i, dim in enumerate(x.type.shape))
+    _, h, w, c = sizes(x)
     h_out, w_out = h // p, w // p
     x = x[:, : h_out * p, : w_out * p, :]
     return x.reshape((-1, h_out, p, w_out, p, c)).max(axis=(2, 4))
