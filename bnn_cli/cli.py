@@ -114,8 +114,20 @@ def train(
     is_flag=True,
     help="Evaluate an interrupted run from the parameters it saved.",
 )
+@click.option(
+    "--ood",
+    multiple=True,
+    metavar="DATASET",
+    help="Out-of-distribution set to check (repeatable; default: the config's evaluate.ood). "
+    "Uses its test images, or its training images with --split val.",
+)
 def evaluate(
-    run_dir: str, draws: int | None, split: str, data_dir: str | None, allow_incomplete: bool
+    run_dir: str,
+    draws: int | None,
+    split: str,
+    data_dir: str | None,
+    allow_incomplete: bool,
+    ood: tuple[str, ...],
 ) -> None:
     """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report."""
     from bnn_cli.evaluate import evaluate_run
@@ -127,6 +139,7 @@ def evaluate(
         data_dir=data_dir,
         allow_incomplete=allow_incomplete,
         console=err_console,
+        ood=ood or None,
     )
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 

@@ -54,6 +54,10 @@ class InferenceConfig:
     learning_rate: float = 0.001  # Adam's usual step; larger diverges on the 800x800 MLP
     lr_schedule: str = "cosine"  # or constant; cosine decays to 0 by the last iteration
     start_sigma: float = 0.001  # PyMC's default initial scale (~0.7) makes the ELBO NaN at once
+    # Adam moves each parameter by about one step size per iteration, so the scales (rho) take
+    # thousands of steps to grow from start_sigma; a larger factor lets them reach the posterior's
+    # scale without making the means' steps noisier.
+    rho_lr_scale: float = 1.0  # step size of the rho parameters / learning_rate
     eval_every: int = 1000  # validation accuracy (posterior mean weights) this often
     backend: str = "jax"  # PyTensor backend: jax (XLA fuses the element-wise work), c or numba
     floatX: str = "float32"  # half the memory traffic of float64, same accuracy
@@ -63,6 +67,8 @@ class InferenceConfig:
 class EvaluateConfig:
     draws: int = 100  # posterior draws for the predictive distribution
     chunk_size: int = 1000  # images per predictive chunk: bounds memory
+    val_draws: int = 10  # draws for the validation NLL / mutual information during training
+    ood: tuple[str, ...] = ()  # out-of-distribution sets, e.g. [fashion-mnist]; needs the files
 
 
 @dataclass(frozen=True)
@@ -90,6 +96,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference.lr_schedule": ("cosine", "constant"),
     "inference.backend": ("c", "numba", "jax"),
     "inference.floatX": ("float32", "float64"),
+    "evaluate.ood": ("mnist", "fashion-mnist"),
 }
 POSITIVE = {
     "data.train_size",
@@ -107,6 +114,8 @@ POSITIVE = {
     "inference.eval_every",
     "evaluate.draws",
     "evaluate.chunk_size",
+    "evaluate.val_draws",
+    "inference.rho_lr_scale",
 }
 NON_NEGATIVE = {"seed"}
 MAX_SEED = 2**32 - 1  # PyMC and NumPy's legacy seeding refuse anything larger
@@ -218,6 +227,7 @@ _TYPES: dict[str, Any] = {
     "int": int,
     "float": float,
     "tuple[int, ...]": tuple[int, ...],
+    "tuple[str, ...]": tuple[str, ...],
     "DataConfig": DataConfig,
     "ModelConfig": ModelConfig,
     "PriorConfig": PriorConfig,
@@ -230,9 +240,13 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     if dataclasses.is_dataclass(typ):
         return _build(typ, value, key + ".")
     if get_origin(typ) is tuple:
+        item_type = get_args(typ)[0]
+        if item_type is str:  # a list of names; empty is fine (e.g. no OOD sets)
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{key}: expected a list of names, got {_show(value)}")
+            return tuple(_coerce(key, v, item_type) for v in value)
         if not isinstance(value, list | tuple) or not value:
             raise ConfigError(f"{key}: expected a non-empty list of integers, got {_show(value)}")
-        item_type = get_args(typ)[0]
         return tuple(_coerce(key, v, item_type) for v in value)
     if typ is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise ConfigError(f"{key}: expected an integer, got {_show(value)}")
@@ -289,6 +303,11 @@ def _check_cross_fields(config: Config) -> None:
         raise ConfigError(
             f"inference.batch_size: got {config.inference.batch_size}, expected "
             f"at most data.train_size ({data.train_size})"
+        )
+    if data.dataset in config.evaluate.ood:
+        raise ConfigError(
+            f"evaluate.ood: '{data.dataset}' is the training set (data.dataset), not "
+            "out-of-distribution data; list other datasets"
         )
     if config.model.architecture == "conv":
         side = 28

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import zipfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bnn_cli import runs
 from bnn_cli.config import Config, config_from_dict
-from bnn_cli.errors import BnnError, RunError
+from bnn_cli.errors import BnnError, ConfigError, RunError
 
 logger = logging.getLogger(__name__)
 
@@ -26,15 +27,18 @@ def evaluate_run(
     data_dir: str | None,
     allow_incomplete: bool,
     console: Console,
+    ood: Sequence[str] | None = None,
 ) -> dict:
-    """Evaluate a run in place; returns the metrics written to metrics.json."""
+    """Evaluate a run in place; returns the metrics written to metrics.json. `ood` names the
+    out-of-distribution sets to check (None: the config's `evaluate.ood`)."""
     run = runs.load_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = run_config(run)
     arrays = load_params(run.path, config)
+    ood_names = ood_sets_for(config, ood)
     from bnn_cli import backend
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
-    from bnn_cli.data.datasets import load_splits
+    from bnn_cli.data.datasets import load_ood_images, load_splits
 
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
@@ -42,8 +46,16 @@ def evaluate_run(
     images, labels = (
         (splits.x_test, splits.y_test) if split == "test" else (splits.x_val, splits.y_val)
     )
+    # Every OOD set is read before any work: a missing one fails at once, with nothing written.
+    ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
     n_draws = draws or config.evaluate.draws
     probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
+    from bnn_cli.fit_report import OodSet
+
+    ood_sets = {
+        name: OodSet(x, posterior_predictive(config, arrays, x, n_draws, mode, console, name))
+        for name, x in ood_images.items()
+    }
     scale_draws = prior_scale_draws(config, arrays, n_draws)
     from bnn_cli.report import write_report
 
@@ -56,8 +68,26 @@ def evaluate_run(
         config=config.to_dict(),
         status=run.status,
         scale_draws=scale_draws,
+        arrays=arrays,
+        ood=ood_sets,
         console=console,
     )
+
+
+def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
+    """The OOD sets to check: those asked for on the command line, else the config's; each
+    must be a known dataset other than the one the network was trained on."""
+    from bnn_cli.data.datasets import get_spec
+
+    names = list(dict.fromkeys(requested if requested is not None else config.evaluate.ood))
+    for name in names:
+        get_spec(name)
+        if name == config.data.dataset:
+            raise ConfigError(
+                f"--ood {name}: the run was trained on {name}; out-of-distribution data "
+                "must come from another dataset"
+            )
+    return names
 
 
 def run_config(run: runs.Run) -> Config:
@@ -124,12 +154,13 @@ def posterior_predictive(
     draws: int,
     mode: str | None,
     console: Console,
+    label: str = "",
 ) -> np.ndarray:
     from bnn_cli.predict import compile_predict, predictive
 
     fn = compile_predict(config.model, mode)
     with Progress(
-        TextColumn("[bold]posterior predictive"),
+        TextColumn(f"[bold]posterior predictive{' ' + label if label else ''}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -101,7 +102,7 @@ def compile_step(
     learning_rate = pytensor.shared(
         np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
     )
-    optimizer = OPTIMIZERS[settings.optimizer](learning_rate=learning_rate)
+    optimizer = make_optimizer(settings, learning_rate)
     compile_kwargs = {"mode": mode} if mode else {}
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
@@ -118,6 +119,31 @@ def compile_step(
         return step_fn()
 
     return step
+
+
+def make_optimizer(settings: InferenceConfig, learning_rate) -> Callable:
+    """PyMC's optimizer for the mean-field parameters; with `rho_lr_scale` != 1 the scales
+    (`rho`) get their own optimizer whose step size is that many times the means' (`mu`)."""
+    base = OPTIMIZERS[settings.optimizer]
+    if settings.rho_lr_scale == 1.0:
+        return base(learning_rate=learning_rate)
+    rho_learning_rate = learning_rate * np.asarray(settings.rho_lr_scale, dtype=learning_rate.dtype)
+
+    def per_group(grads, params):
+        updates = OrderedDict()
+        for grad, param in zip(grads, params, strict=True):
+            step = rho_learning_rate if param.name == "rho" else learning_rate
+            updates.update(base([grad], [param], learning_rate=step))
+        return updates
+
+    return per_group
+
+
+def rho_step_sum(settings: InferenceConfig, start: int, stop: int) -> float:
+    """The sum of the step sizes applied to rho over iterations [start, stop): the furthest
+    Adam can have moved any rho in that span."""
+    steps = sum(learning_rate_at(settings, i) for i in range(start, stop))
+    return steps * settings.rho_lr_scale
 
 
 def mean_field_params(approx) -> dict[str, np.ndarray]:

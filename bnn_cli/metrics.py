@@ -167,6 +167,23 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def ood_metrics(
+    entropy_in: np.ndarray, mi_in: np.ndarray, entropy_out: np.ndarray, mi_out: np.ndarray
+) -> dict[str, Any]:
+    """How well the predictive entropy and the mutual information tell out-of-distribution
+    images (the positives) from in-distribution ones: AUROCs and the mean scores of each."""
+    is_out = np.r_[np.zeros(len(entropy_in), bool), np.ones(len(entropy_out), bool)]
+    return {
+        "n_images": int(len(entropy_out)),
+        "auroc_entropy": _plain(auroc(np.r_[entropy_in, entropy_out], is_out)),
+        "auroc_mi": _plain(auroc(np.r_[mi_in, mi_out], is_out)),
+        "mean_entropy_in": _plain(np.mean(entropy_in)),
+        "mean_entropy_out": _plain(np.mean(entropy_out)),
+        "mean_mi_in": _plain(np.mean(mi_in)),
+        "mean_mi_out": _plain(np.mean(mi_out)),
+    }
+
+
 def accuracy_coverage(
     uncertainty: np.ndarray, correct: np.ndarray, coverages: Sequence[float] = CURVE_COVERAGES
 ) -> dict[str, Any]:

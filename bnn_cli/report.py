@@ -23,6 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from bnn_cli import fit_report
 from bnn_cli import metrics as m
 from bnn_cli.compare import format_duration, format_number, format_percent
 from bnn_cli.data.datasets import DATASETS
@@ -65,6 +66,7 @@ PLOT_CAPTIONS = {
     "confusion.png": "Confusion matrix",
     "uncertain_digits.png": "The most uncertain images and their predictive distributions",
     "prior_scales.png": "Posterior of the hierarchical prior's scales",
+    **fit_report.PLOT_CAPTIONS,
 }
 
 
@@ -88,17 +90,25 @@ def write_report(
     config: dict[str, Any],
     status: dict[str, Any],
     scale_draws: dict[str, np.ndarray] | None = None,
+    arrays: dict[str, np.ndarray] | None = None,
+    ood: dict[str, fit_report.OodSet] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics of `probs` (draws, n, classes) against `labels` and write the report
-    files into `run_dir`. Returns the metrics dict that metrics.json holds."""
+    files into `run_dir`. `arrays` (the run's approx.npz) adds the posterior plots; `ood`
+    (out-of-distribution sets by name) the OOD section. Returns the metrics dict that
+    metrics.json holds."""
     run_dir = Path(run_dir)
+    ood = ood or {}
     pred = m.summarize(probs, labels)
     names = class_names_for(config, pred.n_classes)
     result = m.compute_metrics(probs, labels, summary=pred)
     result.update(split=split, draws=int(np.shape(probs)[0]), evaluated_at=utc_now())
+    result["converged"] = status.get("converged")
+    if ood:
+        result["ood"] = fit_report.ood_results(pred, ood)
     rows = m.per_class(probs, labels, names, summary=pred)
-    plots = render_plots(run_dir, pred, rows, names, images, scale_draws)
+    plots = render_plots(run_dir, pred, rows, names, images, scale_draws, arrays, ood)
     (run_dir / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         atomic_write_bytes(run_dir / "plots" / name, png)
@@ -132,7 +142,8 @@ def read_elbo_csv(path: Path) -> dict[str, np.ndarray] | None:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         log.warning("cannot read %s (%s): skipping the training plot", path, exc)
         return None
-    columns: dict[str, list[float]] = {"iteration": [], "loss": [], "val_accuracy": []}
+    optional = ("val_accuracy", "val_nll", "val_mi")
+    columns: dict[str, list[float]] = {"iteration": [], "loss": [], **{k: [] for k in optional}}
     for record in records:
         try:
             iteration, loss = float(record["iteration"]), float(record["loss"])
@@ -140,7 +151,8 @@ def read_elbo_csv(path: Path) -> dict[str, np.ndarray] | None:
             continue  # a torn or foreign row: skip it rather than lose the plot
         columns["iteration"].append(iteration)
         columns["loss"].append(loss)
-        columns["val_accuracy"].append(_float_or_nan(record.get("val_accuracy")))
+        for key in optional:
+            columns[key].append(_float_or_nan(record.get(key)))
     if not columns["iteration"]:
         log.warning("%s has no usable rows: skipping the training plot", path)
         return None
@@ -161,6 +173,8 @@ def render_plots(
     names: list[str],
     images: np.ndarray,
     scale_draws: dict[str, np.ndarray] | None,
+    arrays: dict[str, np.ndarray] | None = None,
+    ood: dict[str, fit_report.OodSet] | None = None,
 ) -> dict[str, bytes]:
     """Every figure as PNG bytes, by file name, in the order the report shows them."""
     from bnn_cli import plots  # matplotlib is imported only when a report is drawn
@@ -178,6 +192,8 @@ def render_plots(
     jobs["uncertain_digits.png"] = lambda: plots.uncertain_digits_png(images, pred, names)
     if scale_draws:
         jobs["prior_scales.png"] = lambda: plots.prior_scales_png(scale_draws)
+    jobs.update(fit_report.posterior_jobs(run_dir, arrays, elbo))
+    jobs.update(fit_report.ood_jobs(pred, ood or {}, names))
     return {name: job() for name, job in jobs.items()}
 
 
@@ -207,16 +223,33 @@ def build_sections(
     coverage = [
         [f"{float(c):.0%}", format_percent(acc)] for c, acc in result["coverage_accuracy"].items()
     ]
+    verdict = fit_report.convergence_paragraphs(status)
+    first = [Section(verdict[0], verdict[1])] if verdict else []
+    ood_plots = [p for p in plot_names if p.startswith("ood_")]
+    ood = (
+        [
+            Section(
+                "Out-of-distribution images",
+                [fit_report.OOD_EXPLAINED],
+                fit_report.ood_table(result["ood"], format_number),
+                ood_plots,
+            )
+        ]
+        if result.get("ood")
+        else []
+    )
     return [
+        *first,
         Section("Run", [overview], (["setting", "value"], config_summary(config, status))),
         Section("Headline metrics", [], (["metric", "value", "meaning"], headline)),
+        *ood,
         Section(
             "Accuracy when rejecting uncertain images",
             ["The images with the highest predictive entropy are set aside first."],
             (["coverage", "accuracy"], coverage),
         ),
         Section("Per class", [], per_class_table(rows)),
-        Section("Plots", [], None, plot_names),
+        Section("Plots", [], None, [p for p in plot_names if p not in ood_plots]),
     ]
 
 
@@ -238,7 +271,8 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
             f"ADVI, {status.get('iterations_done', '?')} of "
             f"{inference.get('iterations', '?')} iterations, batch "
             f"{inference.get('batch_size', '?')}, {inference.get('optimizer', '?')} "
-            f"lr {inference.get('learning_rate', '?')}, start sigma "
+            f"lr {inference.get('learning_rate', '?')} ({inference.get('lr_schedule', '?')}), "
+            f"rho step x{inference.get('rho_lr_scale', 1.0):g}, start sigma "
             f"{inference.get('start_sigma', '?')}",
         ],
         ["compute", f"backend {inference.get('backend', '?')}, {inference.get('floatX', '?')}"],
@@ -315,8 +349,14 @@ def render_markdown(title: str, sections: list[Section]) -> str:
             lines += [_md_row(row) for row in body]
             lines.append("")
         for name in section.plots:
-            lines += [f"### {PLOT_CAPTIONS.get(name, name)}", "", f"![{name}](plots/{name})", ""]
+            lines += [f"### {caption(name)}", "", f"![{name}](plots/{name})", ""]
     return "\n".join(lines)
+
+
+def caption(plot_name: str) -> str:
+    if plot_name.startswith("ood_"):
+        return fit_report.ood_caption(plot_name)
+    return PLOT_CAPTIONS.get(plot_name, plot_name)
 
 
 def _md_row(cells: Sequence[str]) -> str:
@@ -332,11 +372,11 @@ def render_html(title: str, sections: list[Section], plots: dict[str, bytes]) ->
         if section.table:
             body.append(_html_table(*section.table))
         for name in section.plots:
-            caption = html.escape(PLOT_CAPTIONS.get(name, name))
+            text = html.escape(caption(name))
             data = base64.b64encode(plots[name]).decode("ascii")
             body.append(
-                f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{caption}</figcaption></figure>"
+                f'<figure><img alt="{text}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{text}</figcaption></figure>"
             )
     return HTML_PAGE.format(title=html.escape(title), css=CSS, body="\n".join(body))
 
@@ -404,4 +444,7 @@ def summary_table(result: dict[str, Any], name: str) -> Table:
         if key.startswith("chi_square") or key == "coverage_auc":
             continue  # kept for the files; the terminal shows the essentials
         table.add_row(label, fmt(result.get(key)))
+    for ood_name, ood in (result.get("ood") or {}).items():
+        table.add_row(f"AUROC {ood_name} (entropy)", format_number(ood.get("auroc_entropy")))
+        table.add_row(f"AUROC {ood_name} (mutual inf.)", format_number(ood.get("auroc_mi")))
     return table

@@ -30,7 +30,8 @@ from bnn_cli.runs import utc_now
 
 logger = logging.getLogger(__name__)
 
-ELBO_COLUMNS = ("iteration", "loss", "elapsed_s", "val_accuracy")
+ELBO_COLUMNS = ("iteration", "loss", "elapsed_s", "val_accuracy", "val_nll", "val_mi")
+DIAGNOSTICS_COLUMNS = ("iteration", "tensor", "size", "median_sigma", "share_snr_below_1")
 
 
 def train_and_evaluate(
@@ -41,6 +42,11 @@ def train_and_evaluate(
     console: Console,
     argv: list[str] | None = None,
 ) -> Path:
+    if evaluate:  # a missing OOD set is reported now, not after the fit
+        from bnn_cli.data.datasets import load_ood_images
+
+        for name in config.evaluate.ood:
+            load_ood_images(name, data_dir, "test", 0)
     run_dir = train(config, runs_dir, data_dir, console, argv)
     if evaluate:
         from bnn_cli.evaluate import evaluate_run
@@ -142,9 +148,9 @@ def signals_held():
 
 def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
     """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
-    from bnn_cli import inference, runs
+    from bnn_cli import diagnostics, inference, runs
     from bnn_cli.models.build import build_model
-    from bnn_cli.predict import accuracy_of_mean, compile_predict
+    from bnn_cli.predict import compile_predict
 
     settings = config.inference
     t0 = time.perf_counter()
@@ -157,11 +163,16 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     logger.info("model built and compiled in %.1f s", compile_s)
     state = inference.FitState()
     log_every = max(1, settings.eval_every // 10)
+    window_start = diagnostics.window_start(settings.iterations)
+    tracked: dict = {"rows": [], "window": None}  # diagnostics.csv rows, the window's snapshot
 
     def checkpoint(state: inference.FitState, status: str = "running") -> None:
         arrays = inference.mean_field_params(advi.approx)
         runs.atomic_write_npz(run_dir / "approx.npz", arrays)
-        runs.atomic_write_text(run_dir / "elbo.csv", elbo_csv(state.rows))
+        runs.atomic_write_text(run_dir / "elbo.csv", rows_csv(state.rows, ELBO_COLUMNS))
+        runs.atomic_write_text(
+            run_dir / "diagnostics.csv", rows_csv(tracked["rows"], DIAGNOSTICS_COLUMNS)
+        )
         runs.write_status(
             run_dir,
             "running",
@@ -173,6 +184,9 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     def on_step(state: inference.FitState, loss: float) -> None:
         if state.iteration % log_every == 0:
             state.rows.append(elbo_row(state, log_every))
+        if state.iteration == window_start and tracked["window"] is None:
+            arrays = inference.mean_field_params(advi.approx)
+            tracked["window"] = diagnostics.snapshot(arrays, state.iteration, state.losses)
         progress.update(
             task,
             completed=state.iteration,
@@ -182,13 +196,19 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
 
     def on_eval(state: inference.FitState) -> None:
         arrays = inference.mean_field_params(advi.approx)
-        state.val_accuracy = accuracy_of_mean(
-            predict_fn, arrays, config.model, splits.x_val, splits.y_val
-        )
+        found = validate(predict_fn, arrays, config, splits)
+        state.val_accuracy = found["val_accuracy"]
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
             state.rows.append(elbo_row(state, log_every))
-        state.rows[-1]["val_accuracy"] = round(state.val_accuracy, 5)
-        progress.update(task, val=f"{state.val_accuracy:.2%}")
+        state.rows[-1].update(rounded(found))
+        for name, summary in diagnostics.tensor_summaries(arrays).items():
+            tracked["rows"].append(
+                {"iteration": state.iteration, "tensor": name, **rounded(summary)}
+            )
+        progress.update(
+            task,
+            val=f"{found['val_accuracy']:.2%} nll {found['val_nll']:.4f} mi {found['val_mi']:.4f}",
+        )
         checkpoint(state)
 
     with make_progress(console) as progress:
@@ -203,6 +223,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
             raise
     train_s = state.elapsed
     checkpoint(state)
+    verdict = convergence(config, tracked["window"], advi, state)
     runs.write_status(
         run_dir,
         "complete",
@@ -212,6 +233,8 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
         train_s=round(train_s, 2),
         it_per_s=round(state.iteration / max(train_s, 1e-9), 3),
         val_accuracy=state.val_accuracy,
+        converged=verdict["converged"] if verdict else None,
+        convergence=verdict,
         finished=runs.utc_now(),
     )
     console.print(
@@ -220,6 +243,61 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
         f" validation accuracy (posterior mean) {state.val_accuracy:.2%}",
         highlight=False,
     )
+    if verdict and not verdict["converged"]:
+        console.print(f"[bold yellow]warning:[/] {verdict['message']}", highlight=False)
+
+
+def validate(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
+    """The validation figures tracked during a fit: accuracy with the posterior-mean weights,
+    and the NLL and mean mutual information of the predictive from `evaluate.val_draws`
+    draws (the same seeded draws at every validation, so the curves show the fit, not noise)."""
+    from bnn_cli import metrics
+    from bnn_cli.predict import accuracy_of_mean, predictive
+
+    if len(splits.y_val) == 0:  # data.val_size 0: nothing to validate on
+        return {"val_accuracy": float("nan"), "val_nll": float("nan"), "val_mi": float("nan")}
+    probs = predictive(
+        predict_fn,
+        arrays,
+        config.model,
+        splits.x_val,
+        config.evaluate.val_draws,
+        config.seed,
+        chunk_size=config.evaluate.chunk_size,
+    )
+    _, _, mutual_information = metrics.entropy(probs)
+    return {
+        "val_accuracy": accuracy_of_mean(
+            predict_fn, arrays, config.model, splits.x_val, splits.y_val
+        ),
+        "val_nll": metrics.nll(probs, splits.y_val),
+        "val_mi": float(mutual_information.mean()),
+    }
+
+
+def convergence(config: Config, window, advi, state) -> dict | None:
+    """The verdict on the last 10 % of the fit (None if the fit never reached that window)."""
+    from bnn_cli import diagnostics, inference
+
+    if window is None:
+        return None
+    settings = config.inference
+    advice = (
+        f"Raise inference.iterations (now {settings.iterations}) or inference.rho_lr_scale "
+        f"(now {settings.rho_lr_scale:g}) and compare the validation NLL."
+    )
+    return diagnostics.convergence_verdict(
+        window,
+        inference.mean_field_params(advi.approx),
+        state.iteration,
+        state.losses,
+        inference.rho_step_sum(settings, window.iteration, state.iteration),
+        advice,
+    )
+
+
+def rounded(summary: dict) -> dict:
+    return {k: v if isinstance(v, int) else float(f"{v:.6g}") for k, v in summary.items()}
 
 
 def elbo_row(state, log_every: int) -> dict:
@@ -229,12 +307,14 @@ def elbo_row(state, log_every: int) -> dict:
         "loss": round(float(np.mean(recent)), 4),
         "elapsed_s": round(state.elapsed, 3),
         "val_accuracy": "",
+        "val_nll": "",
+        "val_mi": "",
     }
 
 
-def elbo_csv(rows: list[dict]) -> str:
+def rows_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ELBO_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
@@ -276,7 +356,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
             "config": config.seed,
             "advi": config.seed,
             "initial_weights": [config.seed, 1],
-            "predictive": [config.seed, 2],
+            "predictive": [config.seed, 2],  # also the validation draws during training
             "minibatch_order": [config.seed, 4],
         },
         "pytensor": {

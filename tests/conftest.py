@@ -27,6 +27,16 @@ def real_data_dir() -> Path:
     return REAL_DATA_DIR
 
 
+@pytest.fixture
+def real_fashion_dir(real_data_dir) -> Path:
+    """The folder holding the real `mnist/` and `fashion-mnist/` files (skips without them)."""
+    folder = real_data_dir / "fashion-mnist"
+    missing = [f.name for f in DATASETS["fashion-mnist"].files if not (folder / f.name).is_file()]
+    if missing:
+        pytest.skip(f"real Fashion-MNIST files not found in {folder}: {missing}")
+    return real_data_dir
+
+
 SyntheticFactory = Callable[..., DatasetSpec]
 
 

@@ -171,3 +171,31 @@ def test_an_unreadable_set_value(tmp_path):
     assert "--set name: cannot parse value '2024-02-30'" in error_of(
         tmp_path, "name: x\n", ["name=2024-02-30"]
     )
+
+
+def test_ood_sets_are_a_list_of_known_datasets_other_than_the_training_set(tmp_path):
+    config = load_config(write(tmp_path, "name: x\nevaluate: {ood: [fashion-mnist]}\n"))
+    assert config.evaluate.ood == ("fashion-mnist",)
+    assert load_config(write(tmp_path, "name: x\nevaluate: {ood: []}\n")).evaluate.ood == ()
+    assert load_config(write(tmp_path, "name: x\n")).evaluate.ood == ()
+    assert error_of(tmp_path, "evaluate: {ood: [cifar]}\n") == (
+        "evaluate.ood: got 'cifar', expected one of mnist, fashion-mnist"
+    )
+    assert error_of(tmp_path, "evaluate: {ood: fashion-mnist}\n") == (
+        "evaluate.ood: expected a list of names, got 'fashion-mnist'"
+    )
+    assert error_of(tmp_path, "evaluate: {ood: [mnist]}\n") == (
+        "evaluate.ood: 'mnist' is the training set (data.dataset), not out-of-distribution "
+        "data; list other datasets"
+    )
+
+
+def test_rho_step_scale_and_validation_draws_must_be_positive(tmp_path):
+    config = load_config(write(tmp_path, "name: x\n"), ["inference.rho_lr_scale=3"])
+    assert config.inference.rho_lr_scale == 3.0 and config.evaluate.val_draws == 10
+    assert error_of(tmp_path, "name: x\n", ["inference.rho_lr_scale=0"]) == (
+        "inference.rho_lr_scale: got 0.0, expected a value greater than 0"
+    )
+    assert error_of(tmp_path, "name: x\n", ["evaluate.val_draws=0"]) == (
+        "evaluate.val_draws: got 0, expected a value greater than 0"
+    )

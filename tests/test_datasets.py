@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+
 import numpy as np
 import pytest
 
-from bnn_cli.data.datasets import DATASETS, Splits, load_splits, resolve_data_dir
+from bnn_cli.data.datasets import (
+    DATASETS,
+    Splits,
+    load_ood_images,
+    load_splits,
+    resolve_data_dir,
+)
 from bnn_cli.data.idx import write_idx
 from bnn_cli.errors import ConfigError, DataError
 
@@ -20,7 +29,7 @@ def test_registry_lists_both_datasets_with_four_files_and_mirrors():
     ]
     assert [f.name for f in DATASETS["fashion-mnist"].files] == names
     assert all(f.sha256 and f.gz_sha256 for f in DATASETS["mnist"].files)
-    assert all(f.gz_sha256 for f in DATASETS["fashion-mnist"].files)
+    assert all(f.sha256 and f.gz_sha256 for f in DATASETS["fashion-mnist"].files)
     assert DATASETS["mnist"].mirrors[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
     assert len(DATASETS["fashion-mnist"].class_names) == 10
 
@@ -205,3 +214,22 @@ def test_the_real_mnist_files_give_the_original_experiments_splits(real_data_dir
         974,
         1009,
     ]
+
+
+def test_ood_images_are_the_test_images_or_the_last_training_ones(tmp_path, make_synthetic_dataset):
+    make_synthetic_dataset(tmp_path / "fashion-mnist", n_train=30, n_test=12)
+    test = load_ood_images("fashion-mnist", tmp_path, "test", 5)
+    assert test.shape == (12, 28, 28) and test.dtype == np.float32
+    val = load_ood_images("fashion-mnist", tmp_path, "val", 8)
+    np.testing.assert_allclose(val[:, 0, 0] * 255, np.arange(22, 30), atol=1e-4)
+
+
+def test_a_missing_ood_set_says_how_to_fetch_it(tmp_path):
+    with pytest.raises(DataError, match="run 'bnn download-mnist --dataset fashion-mnist "):
+        load_ood_images("fashion-mnist", tmp_path, "test", 10)
+
+
+def test_the_real_fashion_files_match_the_registry_checksums(real_fashion_dir):
+    for spec in DATASETS["fashion-mnist"].files:
+        content = gzip.decompress((real_fashion_dir / "fashion-mnist" / spec.name).read_bytes())
+        assert hashlib.sha256(content).hexdigest() == spec.sha256, spec.name

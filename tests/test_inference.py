@@ -1,5 +1,7 @@
 """The ADVI loop: divergence, checkpoint parameters by name, restore."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -61,3 +63,48 @@ def test_cosine_schedule_decays_to_zero_and_constant_stays():
     assert inference.learning_rate_at(cosine, 100) == pytest.approx(0.0, abs=1e-12)
     constant = InferenceConfig(iterations=100, learning_rate=0.01, lr_schedule="constant")
     assert inference.learning_rate_at(constant, 99) == 0.01
+
+
+@pytest.mark.slow
+def test_rho_lr_scale_speeds_up_the_scales_only():
+    """Adam moves each parameter by about one step size while its gradient keeps its sign: with
+    rho_lr_scale 10 the scales move about ten times as far, the means as far as before."""
+    from bnn_cli import backend
+
+    config = config_from_dict(
+        {
+            "model": {"hidden": [8]},
+            "data": {"train_size": 32, "val_size": 5},
+            "inference": {"batch_size": 32, "learning_rate": 1e-3},
+        }
+    )
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((32, 28, 28)).astype("float32"), rng.integers(0, 10, 32)
+
+    def moved(scale):
+        settings = dataclasses.replace(config.inference, rho_lr_scale=scale)
+        mode = backend.configure("float32", "jax")
+        advi = inference.make_advi(build_model(config, images, labels), settings, seed=0)
+        before = inference.mean_field_params(advi.approx)
+        step = inference.compile_step(advi, settings, mode, feed=lambda: None)
+        for _ in range(5):
+            step()
+        after = inference.mean_field_params(advi.approx)
+        return {
+            kind: np.median(np.abs(after[f"{kind}/dense1_w"] - before[f"{kind}/dense1_w"]))
+            for kind in ("mu", "rho")
+        }
+
+    try:
+        plain, fast = moved(1.0), moved(10.0)
+    finally:
+        backend.configure("float32", "c")
+    assert fast["rho"] / plain["rho"] == pytest.approx(10, rel=0.2)
+    assert fast["mu"] / plain["mu"] == pytest.approx(1, rel=0.2)
+
+
+def test_rho_step_sum_follows_the_schedule():
+    settings = InferenceConfig(iterations=100, learning_rate=0.01, lr_schedule="constant")
+    assert inference.rho_step_sum(settings, 90, 100) == pytest.approx(0.1)
+    scaled = dataclasses.replace(settings, rho_lr_scale=3.0)
+    assert inference.rho_step_sum(scaled, 90, 100) == pytest.approx(0.3)

@@ -233,3 +233,15 @@ def test_confusion_matrix_counts():
 def test_bad_inputs_are_named(probs, labels, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         metrics.summarize(probs, labels)
+
+
+def test_ood_metrics_separate_in_from_out():
+    low, high = np.array([0.1, 0.2, 0.3]), np.array([1.0, 2.0])
+    perfect = metrics.ood_metrics(low, low / 10, high, high / 10)
+    assert perfect["auroc_entropy"] == 1.0 and perfect["auroc_mi"] == 1.0
+    assert perfect["n_images"] == 2
+    assert perfect["mean_entropy_in"] == pytest.approx(0.2)
+    assert perfect["mean_mi_out"] == pytest.approx(0.15)
+    reversed_ = metrics.ood_metrics(high, low, low, high)
+    assert reversed_["auroc_entropy"] == 0.0 and reversed_["auroc_mi"] == 1.0
+    json.dumps(perfect)  # plain numbers only

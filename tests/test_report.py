@@ -42,6 +42,7 @@ METRIC_KEYS = {
     "split",
     "draws",
     "evaluated_at",
+    "converged",
 }
 
 
@@ -203,3 +204,55 @@ def test_read_elbo_csv_tolerates_gaps(tmp_path):
     np.testing.assert_array_equal(elbo["iteration"], [1, 2])
     np.testing.assert_array_equal(elbo["loss"], [10.5, 9.5])
     assert np.isnan(elbo["val_accuracy"][0]) and elbo["val_accuracy"][1] == 0.81
+
+
+def test_posterior_ood_and_convergence_parts(tmp_path):
+    """A run with approx.npz, diagnostics.csv, a not-converged verdict and an OOD set: the
+    warning comes first, the OOD section and the posterior plots are there."""
+    from bnn_cli.fit_report import OodSet
+
+    run_dir = tmp_path / "run"
+    config, status = make_run_dir(run_dir)
+    status.update(
+        converged=False,
+        convergence={"converged": False, "window": [270, 300], "message": "still moving"},
+    )
+    (run_dir / "diagnostics.csv").write_text(
+        "iteration,tensor,size,median_sigma,share_snr_below_1\n"
+        "100,w,20,0.001,0.1\n200,w,20,0.002,0.2\n300,w,20,0.004,0.3\n"
+    )
+    rng = np.random.default_rng(3)
+    arrays = {"mu/w": rng.normal(size=(4, 5)), "rho/w": rng.normal(-5, 0.5, size=(4, 5))}
+    arrays.update({"mu/b": np.zeros(1), "rho/b": np.full(1, -5.0)})
+    probs, labels, images = synthetic_predictions()
+    flat = np.full((6, 30, 10), 0.1, dtype=np.float32)  # maximal entropy: clearly out
+    result = write_report(
+        run_dir,
+        probs,
+        labels,
+        images,
+        split="test",
+        config=config,
+        status=status,
+        arrays=arrays,
+        ood={"fashion-mnist": OodSet(rng.random((30, 28, 28)), flat)},
+    )
+    assert result["converged"] is False
+    assert result["ood"]["fashion-mnist"]["auroc_entropy"] == 1.0
+    assert result["ood"]["fashion-mnist"]["n_images"] == 30
+    text = (run_dir / "report.md").read_text()
+    assert text.split("\n")[2:5] == [
+        "## Warning: the fit had not converged",
+        "",
+        "**still moving**",
+    ]
+    assert "| fashion-mnist | 30 | 1.0000 | 0.0000 | 1.3897 / 2.3026 |" in text
+    plots = {p.name for p in (run_dir / "plots").iterdir()}
+    assert {
+        "posterior.png",
+        "fit_diagnostics.png",
+        "ood_fashion-mnist.png",
+        "ood_fashion-mnist_images.png",
+    } <= plots
+    html_text = (run_dir / "report.html").read_text()
+    assert "<strong>still moving</strong>" in html_text

@@ -1,5 +1,7 @@
 """`bnn train` end to end on the real MNIST files: the run directory, seeding, interruption."""
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -65,7 +67,7 @@ def test_smoke_config_end_to_end_through_the_cli(real_data_dir, tmp_path):
     ):
         assert (run_dir / name).is_file(), name
     header = (run_dir / "elbo.csv").read_text().splitlines()[0]
-    assert header == "iteration,loss,elapsed_s,val_accuracy"
+    assert header == "iteration,loss,elapsed_s,val_accuracy,val_nll,val_mi"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.90
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -118,3 +120,91 @@ def test_interrupted_fit_saves_parameters_and_says_interrupted(
     with pytest.raises(Exception, match="interrupted, not complete"):
         runs.load_run(run_dir)
     assert runs.load_run(run_dir, allow_incomplete=True).status["state"] == "interrupted"
+
+
+@pytest.mark.slow
+def test_a_short_fit_records_diagnostics_and_is_flagged_not_converged(real_fashion_dir, tmp_path):
+    """40 iterations from start_sigma: the scales are still being pushed at full step."""
+    from bnn_cli.evaluate import evaluate_run
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    config = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, "evaluate.val_draws=3"])
+    run_dir = train(config, tmp_path, str(real_fashion_dir), console)
+    status = runs.read_status(run_dir)
+    assert status["converged"] is False
+    verdict = status["convergence"]
+    assert verdict["window"] == [36, 40] and set(verdict["tensors"]) == {
+        "dense1_w",
+        "dense1_b",
+        "out_w",
+        "out_b",
+    }
+    assert "warning: the approximation was still moving when the fit stopped" in " ".join(
+        buffer.getvalue().split()
+    )
+    assert "Raise inference.iterations (now 40)" in verdict["message"]
+
+    with open(run_dir / "elbo.csv") as handle:
+        evals = [r for r in csv.DictReader(handle) if r["val_nll"]]
+    assert [int(r["iteration"]) for r in evals] == [20, 40]
+    assert all(float(r["val_nll"]) > 0 and float(r["val_mi"]) >= 0 for r in evals)
+    with open(run_dir / "diagnostics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["iteration"], r["tensor"]) for r in rows[:4]] == [
+        ("20", "dense1_w"),
+        ("20", "dense1_b"),
+        ("20", "out_w"),
+        ("20", "out_b"),
+    ]
+    sigma_20, sigma_40 = (float(r["median_sigma"]) for r in rows if r["tensor"] == "dense1_w")
+    assert 0.001 < sigma_20 < sigma_40  # growing from start_sigma, step by step
+
+    result = evaluate_run(
+        run_dir,
+        draws=4,
+        split="test",
+        data_dir=str(real_fashion_dir),
+        allow_incomplete=False,
+        console=console,
+        ood=["fashion-mnist"],
+    )
+    ood = json.loads((run_dir / "metrics.json").read_text())["ood"]["fashion-mnist"]
+    assert ood == result["ood"]["fashion-mnist"] and ood["n_images"] == 10_000
+    # A 40-step network has no reliable opinion on clothes yet: check the numbers' sense only.
+    assert 0.0 <= ood["auroc_entropy"] <= 1.0 and 0.0 <= ood["auroc_mi"] <= 1.0
+    assert ood["mean_entropy_in"] == pytest.approx(result["mean_entropy"])
+    assert ood["mean_mi_in"] == pytest.approx(result["mean_epistemic"])
+    report = (run_dir / "report.md").read_text()
+    assert report.split("\n")[2] == "## Warning: the fit had not converged"
+    assert "## Out-of-distribution images" in report
+    for plot in ("posterior.png", "fit_diagnostics.png", "ood_fashion-mnist.png"):
+        assert (run_dir / "plots" / plot).read_bytes().startswith(b"\x89PNG"), plot
+    assert "ood_fashion-mnist_images.png" in report
+
+
+@pytest.mark.slow
+def test_a_missing_ood_set_fails_before_anything_is_written(real_data_dir, tmp_path):
+    config = load_config(ROOT / "configs" / "smoke.yaml", TINY)
+    run_dir = train(config, tmp_path / "runs", str(real_data_dir), quiet())
+    only_mnist = tmp_path / "data"
+    only_mnist.mkdir()
+    (only_mnist / "mnist").symlink_to(real_data_dir / "mnist")
+    result = subprocess.run(
+        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(run_dir), "--ood", "fashion-mnist"]
+        + ["--data-dir", str(only_mnist)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"error: no fashion-mnist data in '{only_mnist / 'fashion-mnist'}' (run 'bnn "
+            "download-mnist --dataset fashion-mnist"
+        )
+    )
+    assert not (run_dir / "metrics.json").exists()

@@ -33,7 +33,7 @@ class FileSpec:
 
     `sha256` is of the decompressed IDX bytes, so any re-compression of the right content is
     accepted; `gz_sha256` is of the `.gz` as published. Either may be None when unknown (not
-    both): Fashion-MNIST publishes only the latter.
+    both).
     """
 
     name: str
@@ -97,22 +97,22 @@ DATASETS: dict[str, DatasetSpec] = {
         files=(
             FileSpec(
                 TRAIN_IMAGES,
-                None,
+                "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
                 "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
             ),
             FileSpec(
                 TRAIN_LABELS,
-                None,
+                "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
                 "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
             ),
             FileSpec(
                 TEST_IMAGES,
-                None,
+                "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
                 "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
             ),
             FileSpec(
                 TEST_LABELS,
-                None,
+                "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
                 "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
             ),
         ),
@@ -193,6 +193,22 @@ def load_splits(
         x_test=_scale(x_test),
         y_test=_labels(y_test),
     )
+
+
+def load_ood_images(
+    dataset: str, data_dir: str | Path | None, split: str, count: int
+) -> np.ndarray:
+    """Out-of-distribution images for a network trained on another dataset: for the test split
+    the set's test images, for the validation split its last `count` training images (settings
+    are chosen on those, never on the test images). Scaled like `load_splits`."""
+    spec = get_spec(dataset)
+    folder = _dataset_folder(spec, data_dir)
+    if split == "test":
+        images, _ = _load_pair(spec, folder, TEST_IMAGES, TEST_LABELS)
+    else:
+        images, _ = _load_pair(spec, folder, TRAIN_IMAGES, TRAIN_LABELS)
+        images = images[len(images) - min(count, len(images)) :]
+    return _scale(images)
 
 
 def _dataset_folder(spec: DatasetSpec, data_dir: str | Path | None) -> Path:
