@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from bnn_cli import metrics as m
+from bnn_cli.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from bnn_cli.compare import format_duration, format_number, format_percent
 from bnn_cli.data.datasets import DATASETS
-from bnn_cli.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, utc_now
+from bnn_cli.runs import utc_now
 
 log = logging.getLogger(__name__)
 

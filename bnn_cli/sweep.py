@@ -10,6 +10,7 @@ sweep again skips the points whose run is complete (with the same config) and ru
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import hashlib
@@ -34,17 +35,20 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from bnn_cli.atomic import atomic_write_json, atomic_write_text
 from bnn_cli.compare import (
-    compare_runs,
+    comparison,
     format_duration,
     format_number,
     format_percent,
+    ranked_rows,
+    rows_to_csv,
 )
 from bnn_cli.config import Config, config_from_dict, config_yaml
 from bnn_cli.errors import BnnError, ConfigError, ExitCode, RunError
-from bnn_cli.runs import atomic_write_json, atomic_write_text, read_status, utc_now, write_status
+from bnn_cli.runs import read_status, utc_now, write_status
+from bnn_cli.tables import DASH, Column, Tabular, emit, value
 
 logger = logging.getLogger(__name__)
 
@@ -386,17 +390,15 @@ def run_ray(
     address: str | None,
     cpus: float,
     gpus: float,
+    log_file: Path | None = None,
 ) -> None:
     """Each point as a Ray task declaring `cpus` and `gpus`; at most `jobs` in flight when given,
-    else as many as the cluster's resources fit."""
+    else as many as the cluster's resources fit. Ray's own log lines go to `log_file` (None:
+    to the console, for --debug)."""
     ray = import_ray()
     started = not ray.is_initialized()
     if started:
-        try:
-            ray.init(address=address)
-        except (ConnectionError, ValueError, RuntimeError) as exc:
-            where = f"at '{address}'" if address else "(local)"
-            raise ConfigError(f"cannot start or join the Ray cluster {where}: {exc}") from None
+        join_cluster(ray, address, log_file)
     remote = ray.remote(run_point).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
     pending, inflight = list(tasks), {}
     try:
@@ -422,7 +424,74 @@ def run_ray(
         raise
     finally:
         if started:
-            ray.shutdown()
+            with ray_logs_to(log_file):
+                ray.shutdown()
+
+
+AUTH_MARKS = ("InvalidAuthToken", "Unauthenticated", "AuthenticationError")
+TOKEN_HINT = (
+    "set RAY_AUTH_MODE=token and give the cluster's token as $RAY_AUTH_TOKEN, in a file named by "
+    "$RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token (see 'Joining a Ray cluster' in the README)"
+)
+
+
+def join_cluster(ray, address: str | None, log_file: Path | None) -> None:
+    """`ray.init`, with Ray's log lines (its GCS client writes straight to the stderr file
+    descriptor) kept in `log_file`; a failure becomes one ConfigError that says why."""
+    quiet = log_file is not None
+    try:
+        with ray_logs_to(log_file):
+            ray.init(
+                address=address,
+                log_to_driver=not quiet,  # the points' output is in their own log files
+                logging_level=logging.ERROR if quiet else logging.INFO,
+            )
+    except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
+        raise ConfigError(cluster_error(address, exc, _read_tail(log_file))) from None
+
+
+def cluster_error(address: str | None, exc: Exception, ray_log: str) -> str:
+    """What went wrong joining the cluster. Token authentication (the default of clusters that
+    `ray start` makes with RAY_AUTH_MODE=token) shows only as warnings in Ray's log and a
+    generic "Failed to connect": recognise it and say what to set."""
+    where = f"at '{address}'" if address else "(local)"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if type(exc).__name__ == "AuthenticationError":
+        reason = first.split(". ")[0]
+        return f"cannot join the Ray cluster {where}: {reason}; {TOKEN_HINT}"
+    if any(mark in ray_log for mark in AUTH_MARKS):
+        return (
+            f"cannot join the Ray cluster {where}: it uses token authentication and refused "
+            f"this process's token (none, or another cluster's); {TOKEN_HINT}"
+        )
+    return f"cannot start or join the Ray cluster {where}: {first}"
+
+
+@contextlib.contextmanager
+def ray_logs_to(log_file: Path | None):
+    """Send whatever is written to the stderr file descriptor (Ray's C++ and Python log lines)
+    to `log_file` while the block runs; None leaves stderr alone."""
+    if log_file is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log_file, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _read_tail(log_file: Path | None) -> str:
+    if log_file is None or not Path(log_file).is_file():
+        return ""
+    return Path(log_file).read_bytes()[-50_000:].decode(errors="replace")
 
 
 def import_ray():
@@ -465,8 +534,10 @@ def run_sweep(
     address: str | None = None,
     cpus_per_point: float = 1,
     gpus_per_point: float = 0,
+    debug: bool = False,
 ) -> SweepResult:
-    """Run the sweep's points that are not complete yet; the manifest is updated as each ends."""
+    """Run the sweep's points that are not complete yet; the manifest is updated as each ends.
+    Ray's own log lines go to `<runs>/sweeps/<name>/ray.log` unless `debug`."""
     from filelock import FileLock, Timeout
 
     if executor == "ray":
@@ -494,7 +565,9 @@ def run_sweep(
 
             data = str(resolve_data_dir(None).resolve())  # the workers' environment may differ
         tasks = [_task(p, folder, runs_dir, data, threads) for p in todo]
-        _execute(result, tasks, console, executor, jobs, address, cpus_per_point, gpus_per_point)
+        ray_log = None if debug else folder / "ray.log"
+        ray_args = (address, cpus_per_point, gpus_per_point, ray_log)
+        _execute(result, tasks, console, executor, jobs, ray_args)
     finally:
         lock.release()
     return result
@@ -568,9 +641,7 @@ def _execute(
     console: Console,
     executor: str,
     jobs: int | None,
-    address: str | None,
-    cpus: float,
-    gpus: float,
+    ray_args: tuple,
 ) -> None:
     total = len(result.sweep.points)
     by_label = {e["label"]: e for e in result.entries.values()}
@@ -602,7 +673,7 @@ def _execute(
 
         try:
             if tasks and executor == "ray":
-                run_ray(tasks, jobs, record, address, cpus, gpus)
+                run_ray(tasks, jobs, record, *ray_args)
             elif tasks:
                 run_local(tasks, jobs or 1, record)
         except KeyboardInterrupt:
@@ -685,56 +756,70 @@ def raise_if_failed(result: SweepResult) -> None:
 # ---------------------------------------------------------------- the summary tables
 
 
-def print_summary(result: SweepResult, console: Console) -> None:
+def print_summary(result: SweepResult, console: Console, fmt: str = "table") -> None:
     """The `bnn compare` table of the sweep's runs (also written as CSV beside the manifest),
-    then one row per combination of the swept keys: mean ± sd over seeds."""
+    then one row per combination of the swept keys: mean ± sd over seeds. As csv, only the
+    grouped rows (the runs' rows are in that CSV file)."""
     run_dirs = [Path(e["run_dir"]) for e in result.entries.values() if e["run_dir"]]
     if not run_dirs:
         return
-    csv_path = result.manifest_path.with_suffix(".csv")
-    rows = compare_runs(run_dirs, csv_path, console)
-    console.print(grouped_table(result, {row["path"]: row for row in rows}))
+    rows = ranked_rows(run_dirs)
+    atomic_write_text(result.manifest_path.with_suffix(".csv"), rows_to_csv(rows))
+    groups = grouped(result, {row["path"]: row for row in rows})
+    emit(console, [groups] if fmt == "csv" else [comparison(rows), groups], fmt)
 
 
-def grouped_table(result: SweepResult, rows_by_path: dict[str, dict]) -> Table:
+# The metrics summarised over each group: record key, how a value is shown, header.
+GROUP_METRICS = [
+    ("accuracy", format_percent, "accuracy"),
+    ("nll", format_number, "NLL"),
+    ("ece", format_number, "ECE"),
+    ("mean_epistemic", format_number, "epistemic"),
+    ("auroc_entropy", format_number, "AUROC"),
+]
+
+
+def grouped(result: SweepResult, rows_by_path: dict[str, dict]) -> Tabular:
+    """One record per combination of the swept keys (seeds spread over): how many points are
+    complete, and the mean and sd of each metric over them."""
     keys = [k for k in result.sweep.swept_keys if k not in (*SPREAD_KEYS, "name")]
     groups: dict[tuple, list] = {}
     for point in result.sweep.points:
         values = tuple(_lookup(point.config.to_dict(), k) for k in keys)
         entry = result.entries[point.key]
         groups.setdefault(values, []).append(rows_by_path.get(entry["run_dir"] or ""))
-    over = " over " + ", ".join(k for k in result.sweep.swept_keys if k in SPREAD_KEYS)
-    title = f"sweep '{result.sweep.name}': mean ± sd{over if over != ' over ' else ''}"
-    table = Table(title=title)
-    for key in keys:
-        table.add_column(key)
-    table.add_column("complete", justify="right")
-    metrics = [
-        ("accuracy", format_percent, "accuracy"),
-        ("nll", format_number, "NLL"),
-        ("ece", format_number, "ECE"),
-        ("mean_epistemic", format_number, "epistemic"),
-        ("auroc_entropy", format_number, "AUROC"),
+    records = [
+        _group_record(dict(zip(keys, values, strict=True)), rows) for values, rows in groups.items()
     ]
-    for _, _, header in metrics:
-        table.add_column(header, justify="right")
-    table.add_column("wall time", justify="right")
-    for values, rows in groups.items():
-        ok = [r for r in rows if r and r["state"] == "complete" and r["accuracy"] is not None]
-        cells = [_short(v) for v in values] + [f"{len(ok)}/{len(rows)}"]
-        cells += [_mean_sd([r[key] for r in ok], fmt) for key, fmt, _ in metrics]
-        walls = [r["wall_s"] for r in ok if r["wall_s"] is not None]
-        cells.append(format_duration(statistics.fmean(walls)) if walls else "—")
-        table.add_row(*cells)
-    return table
+    spread = ", ".join(k for k in result.sweep.swept_keys if k in SPREAD_KEYS)
+    title = f"sweep '{result.sweep.name}': mean ± sd" + (f" over {spread}" if spread else "")
+    columns = [Column(k, lambda r, k=k: _short(r[k])) for k in keys]
+    columns.append(Column("complete", lambda r: f"{r['complete']}/{r['points']}", right=True))
+    for key, fmt, header in GROUP_METRICS:
+        cell = lambda r, key=key, fmt=fmt: _mean_sd(r[f"{key}_mean"], r[f"{key}_sd"], fmt)  # noqa: E731
+        columns.append(Column(header, cell, right=True))
+    columns.append(Column("wall time", value("wall_s_mean", format_duration), right=True))
+    record_keys = [*keys, "complete", "points"]
+    record_keys += [f"{key}_{stat}" for key, _, _ in GROUP_METRICS for stat in ("mean", "sd")]
+    return Tabular("groups", title, columns, [*record_keys, "wall_s_mean"], records)
 
 
-def _mean_sd(values: list[float | None], fmt: Callable[[Any], str]) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
-        return "—"
-    mean = fmt(statistics.fmean(values))
-    return f"{mean} ± {fmt(statistics.stdev(values))}" if len(values) > 1 else mean
+def _group_record(record: dict[str, Any], rows: list[dict | None]) -> dict[str, Any]:
+    ok = [r for r in rows if r and r["state"] == "complete" and r["accuracy"] is not None]
+    record.update(complete=len(ok), points=len(rows))
+    for key, _, _ in GROUP_METRICS:
+        values = [r[key] for r in ok if r[key] is not None]
+        record[f"{key}_mean"] = statistics.fmean(values) if values else None
+        record[f"{key}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+    walls = [r["wall_s"] for r in ok if r["wall_s"] is not None]
+    record["wall_s_mean"] = statistics.fmean(walls) if walls else None
+    return record
+
+
+def _mean_sd(mean: float | None, sd: float | None, fmt: Callable[[Any], str]) -> str:
+    if mean is None:
+        return DASH
+    return f"{fmt(mean)} ± {fmt(sd)}" if sd is not None else fmt(mean)
 
 
 def _lookup(config: dict[str, Any], dotted: str) -> Any:

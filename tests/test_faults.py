@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import inference, runs
+from bnn_cli import atomic, inference, runs
 from bnn_cli.config import config_yaml, load_config
 from bnn_cli.data.datasets import DATASETS
 from bnn_cli.data.idx import idx_bytes
@@ -785,7 +785,8 @@ def test_evaluate_usage_errors_exit_2(tmp_path, option):
     before = snapshot(run_dir)
     result = bnn("evaluate", run_dir, *option)
     assert result.rc == 2
-    assert f"Error: Invalid value for '{option[0]}'" in result.stderr
+    assert result.stderr.startswith(f"error: invalid value for '{option[0]}'")
+    assert result.stderr.count("\n") == 1
     assert "Traceback" not in result.stderr
     assert snapshot(run_dir) == before
 
@@ -853,14 +854,14 @@ def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path, monkeypa
 
 def test_a_full_disk_keeps_the_earlier_file(tmp_path, monkeypatch):
     path = tmp_path / "status.json"
-    runs.atomic_write_text(path, "before")
+    atomic.atomic_write_text(path, "before")
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(runs.os, "fsync", full)
+    monkeypatch.setattr(atomic.os, "fsync", full)
     with pytest.raises(RunError) as caught:
-        runs.atomic_write_text(path, "after")
+        atomic.atomic_write_text(path, "after")
     assert str(caught.value) == f"cannot write '{path}': No space left on device"
     assert path.read_text() == "before"
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]  # no temporary left
@@ -1126,7 +1127,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
 def test_a_full_disk_during_training_fails_the_run(trained):
     before = set(runs.list_runs(trained.runs_dir))
     result = patched(
-        ENOSPC + "import bnn_cli.runs as r\n"
+        ENOSPC + "import bnn_cli.atomic as r\n"
         "write = r._atomic_write\n"
         "def full(path, data):\n"
         "    if path.name == 'approx.npz':\n        raise FULL\n"
