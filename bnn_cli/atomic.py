@@ -1,6 +1,6 @@
-"""Shared plumbing for every layer: atomic file writes, and holding Ctrl-C while a few renames
-finish. It imports nothing of bnn but its errors, so the data layer and the run layer alike can
-use it without importing each other."""
+"""Shared plumbing for every layer: atomic file writes, a set of files replaced as a whole, and
+holding Ctrl-C while a few renames finish. It imports nothing of bnn but its errors, so the data
+layer and the run layer alike use it without importing each other."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,71 @@ def signals_held():
         for sig, handler in previous.items():
             if handler is not None:  # None: set outside Python, cannot be restored from here
                 signal.signal(sig, handler)
+
+
+STAGE_MARK = "-tmp-"  # `.<label>-tmp-<pid>-<random>`: a staging folder inside the target folder
+OLD_MARK = "-old-"  # `.<label>-old-<pid>-<random>`: the entries being replaced, for a moment
+
+
+@contextlib.contextmanager
+def replaced_as_a_whole(
+    folder: Path, names: Sequence[str], last: str, label: str
+) -> Iterator[Path]:
+    """Yield an empty staging folder inside `folder`; write a set of files (and folders) there.
+    When the block ends, they replace the earlier set in `folder` as a whole: every entry of
+    `names` not written again is removed, `last` is moved in last (its presence marks the set
+    complete). An error, Ctrl-C or kill before then leaves `folder` as it was."""
+    folder = Path(folder)
+    _remove_stale(folder, label)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{label}{STAGE_MARK}{os.getpid()}-", dir=folder))
+    except OSError as exc:
+        raise RunError(f"cannot write in '{folder}': {exc.strerror or exc}") from None
+    try:
+        yield stage
+        with signals_held():  # a handful of renames: finish them once begun
+            _swap_in(stage, folder, names, last, label)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _swap_in(stage: Path, folder: Path, names: Sequence[str], last: str, label: str) -> None:
+    new = sorted((p.name for p in stage.iterdir()), key=lambda name: name == last)
+    leaving = [last, *names, *new]  # `last` leaves first: the old set is incomplete at once
+    try:
+        old = Path(tempfile.mkdtemp(prefix=f".{label}{OLD_MARK}{os.getpid()}-", dir=folder))
+        for name in dict.fromkeys(leaving):
+            if os.path.lexists(folder / name):
+                os.replace(folder / name, old / name)
+        for name in new:
+            os.replace(stage / name, folder / name)
+        _fsync_dir(folder)
+    except OSError as exc:
+        raise RunError(f"cannot put the new files in place in '{folder}': {exc.strerror}") from exc
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale(folder: Path, label: str) -> None:
+    """Staging folders left by a process that was killed (SIGKILL, a power cut)."""
+    for path in folder.glob(f".{label}-*-*"):
+        pid = path.name.removeprefix(f".{label}").split("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
