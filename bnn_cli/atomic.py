@@ -135,11 +135,12 @@ def _remove_stale(folder: Path, label: str) -> None:
     """Staging folders left by a process that was killed (SIGKILL, a power cut)."""
     for path in folder.glob(f".{label}-*-*"):
         pid = path.name.removeprefix(f".{label}").split("-")[2]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this id exists on this host (under any user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bnn_cli.atomic import atomic_write_json
+from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.errors import RunError
 
 STATES = ("running", "complete", "failed", "interrupted")
@@ -148,15 +148,7 @@ def process_gone(status: dict[str, Any]) -> bool:
     pid = status.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    if status.get("host") != platform.node():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: it exists, under another user
-        return False
-    return False
+    return status.get("host") == platform.node() and not pid_alive(pid)
 
 
 def list_runs(runs_dir: Path) -> list[Path]:
