@@ -17,9 +17,18 @@ from bnn_cli import __version__
 from bnn_cli.errors import BnnError, ExitCode
 from bnn_cli.tables import FORMATS
 
-# Progress bars and tables go to stderr so that stdout carries only results (the run path).
-err_console = Console(stderr=True)
-out_console = Console()
+
+def _console(stderr: bool) -> Console:
+    """Outside a terminal (a pipe, a log) lines are not wrapped at 80 columns: a path or a
+    message stays whole on its line, as scripts and `grep` expect."""
+    stream = sys.stderr if stderr else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return Console(stderr=stderr, soft_wrap=not (isatty and isatty()))
+
+
+# Progress bars and messages go to stderr so that stdout carries only results (the run path).
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 
 def _runs_dir(value: str | None) -> Path:

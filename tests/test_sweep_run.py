@@ -141,3 +141,29 @@ def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_o
     assert [p["attempts"] for p in manifest["points"]] == [1, 2, 2]
     assert [p["state"] for p in manifest["points"]] == ["complete", "complete", "failed"]
     assert manifest["points"][1]["previous_runs"] == [complete[1]["run"]]
+
+
+def test_a_sweep_in_a_pipe_shows_every_value_in_full(tmp_path, fake_train):  # noqa: F811
+    """The CLI with stdout and stderr pipes and no COLUMNS, as in a CI log; the points run the
+    stand-in for `bnn train` (this process's sys.executable, set before the CLI starts)."""
+    deep = tmp_path / ("a-long-folder-name-" * 4)
+    path = tiny_sweep(deep, {"prior.kind": ["fixed", "hierarchical"], "seed": [0, 1]})
+    runs = deep / "runs"
+    program = (
+        f"import sys\nsys.executable = {str(fake_train)!r}\nsys.argv = ['bnn', 'sweep', "
+        f"{str(path)!r}, '--runs-dir', {str(runs)!r}]\nfrom bnn_cli.cli import main\nmain()\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    python = fake_train.read_text().splitlines()[0].removeprefix("#!")  # the real one
+    out = subprocess.run(
+        [python, "-c", program], capture_output=True, text=True, env=environ, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout and "…" not in out.stderr
+    manifest = json.loads((runs / "sweeps" / "sweep.json").read_text())
+    for point in manifest["points"]:
+        assert point["run"] in out.stdout  # the compare table: run names in full
+        (line,) = [ln for ln in out.stderr.splitlines() if f"done {point['label']} in" in ln]
+        assert line.endswith(f": {point['run_dir']}")  # the run's path, whole, on its line
+    for value in ("fixed", "hierarchical", "95.50% ± 0.71%", "90.50% ± 0.71%", "2/2"):
+        assert value in out.stdout
