@@ -37,7 +37,9 @@ def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_token_authentication_failure_says_what_to_set():
+def test_a_token_authentication_failure_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+
     class AuthenticationError(Exception):  # named as Ray names it
         pass
 

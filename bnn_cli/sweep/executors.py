@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bnn_cli.errors import ConfigError
-from bnn_cli.sweep.point import LIVE, STOPPING, Task, run_point
+from bnn_cli.sweep.point import LIVE, STOPPING, Task, log_tail, run_point
 
 RAY_MISSING = "the ray executor needs Ray: pip install 'bnn[ray]'"
 
@@ -112,6 +112,7 @@ def join_cluster(ray, address: str | None, log_file: Path | None) -> None:
     """`ray.init`, with Ray's log lines (its GCS client writes straight to the stderr file
     descriptor) kept in `log_file`; a failure becomes one ConfigError that says why."""
     quiet = log_file is not None
+    offset = log_file.stat().st_size if quiet and log_file.is_file() else 0
     try:
         with ray_logs_to(log_file):
             ray.init(
@@ -120,13 +121,15 @@ def join_cluster(ray, address: str | None, log_file: Path | None) -> None:
                 logging_level=logging.ERROR if quiet else logging.INFO,
             )
     except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
-        raise ConfigError(cluster_error(address, exc, _read_tail(log_file))) from None
+        ray_log = log_tail(log_file, offset) if quiet else ""  # this attempt's lines only
+        raise ConfigError(cluster_error(address, exc, ray_log)) from None
 
 
 def cluster_error(address: str | None, exc: Exception, ray_log: str) -> str:
     """What went wrong joining the cluster. Token authentication (the default of clusters that
     `ray start` makes with RAY_AUTH_MODE=token) shows only as warnings in Ray's log and a
     generic "Failed to connect": recognise it and say what to set."""
+    address = address or os.environ.get("RAY_ADDRESS")  # what ray.init joins without one
     where = f"at '{address}'" if address else "(local)"
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if type(exc).__name__ == "AuthenticationError":
@@ -159,12 +162,6 @@ def ray_logs_to(log_file: Path | None):
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
-
-
-def _read_tail(log_file: Path | None) -> str:
-    if log_file is None or not Path(log_file).is_file():
-        return ""
-    return Path(log_file).read_bytes()[-50_000:].decode(errors="replace")
 
 
 def import_ray():

@@ -70,7 +70,7 @@ def run_point(task: Task) -> dict[str, Any]:
     if run_dir is None:
         new = sorted(set(runs_named(Path(task.runs_dir), task.config_name)) - before)
         run_dir = new[-1] if new else None
-    return _outcome(proc.returncode, run_dir, _log_tail(task.log_file, offset), wall_s)
+    return _outcome(proc.returncode, run_dir, log_tail(task.log_file, offset), wall_s)
 
 
 def _wait(proc: subprocess.Popen) -> bytes:
@@ -87,7 +87,7 @@ def _wait(proc: subprocess.Popen) -> bytes:
         LIVE.discard(proc)
 
 
-def _outcome(rc: int, run_dir: Path | None, log_tail: str, wall_s: float) -> dict[str, Any]:
+def _outcome(rc: int, run_dir: Path | None, tail: str, wall_s: float) -> dict[str, Any]:
     try:
         status = read_status(run_dir, missing_ok=True) if run_dir else None
     except RunError:
@@ -101,7 +101,7 @@ def _outcome(rc: int, run_dir: Path | None, log_tail: str, wall_s: float) -> dic
         if run_state == "running":  # the process is gone: make the run directory honest
             write_status(run_dir, "failed", message=f"the train process was {error}")
     else:
-        error = _error_line(log_tail) or f"bnn train exited with code {rc}"
+        error = _error_line(tail) or f"bnn train exited with code {rc}"
         if rc == 0:
             error = f"bnn train exited 0 but its run is {run_state or 'missing'}"
     interrupted = rc in (ExitCode.INTERRUPTED, -signal.SIGINT) or run_state == "interrupted"
@@ -111,7 +111,8 @@ def _outcome(rc: int, run_dir: Path | None, log_tail: str, wall_s: float) -> dic
 _SIGNALS = {int(s) for s in signal.Signals}
 
 
-def _log_tail(path: str, offset: int) -> str:
+def log_tail(path: str | Path, offset: int) -> str:
+    """What was written to the file at `path` after `offset` (its last 20,000 bytes)."""
     with open(path, "rb") as handle:
         handle.seek(offset)
         return handle.read()[-20_000:].decode(errors="replace")
