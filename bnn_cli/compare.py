@@ -210,7 +210,7 @@ def _iterations(row: dict[str, Any]) -> str:
 
 # What people see, one line a column (csv and json carry ROW_KEYS, unformatted).
 COLUMNS = [
-    Column("run", value("run")),
+    Column("run", value("run"), no_wrap=True),
     Column("name", value("name")),
     Column("arch", value("architecture")),
     Column("prior", value("prior")),
@@ -222,7 +222,7 @@ COLUMNS = [
     Column("ECE", value("ece", format_number), right=True),
     Column("epistemic", value("mean_epistemic", format_number), right=True),
     Column("AUROC", value("auroc_entropy", format_number), right=True),
-    Column("note", lambda row: row["problem"] or ""),
+    Column("note", lambda row: row["problem"] or "", style="yellow"),
 ]
 
 

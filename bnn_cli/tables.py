@@ -30,6 +30,8 @@ class Column:
     header: str
     cell: Callable[[dict[str, Any]], str]
     right: bool = False  # numbers are right-aligned
+    style: str | None = None  # in the terminal only
+    no_wrap: bool = False  # e.g. a run's name: whole on one line even in a narrow terminal
 
 
 def value(key: str, fmt: Callable[[Any], str] | None = None) -> Callable[[dict[str, Any]], str]:
@@ -57,7 +59,8 @@ class Tabular:
 def rich_table(tab: Tabular) -> Table:
     table = Table(title=tab.title)
     for column in tab.columns:
-        table.add_column(column.header, justify="right" if column.right else "left")
+        justify = "right" if column.right else "left"
+        table.add_column(column.header, justify=justify, style=column.style, no_wrap=column.no_wrap)
     for record, cells in zip(tab.records, tab.cells(), strict=True):
         table.add_row(*cells, style="dim" if tab.dim(record) else None)
     return table

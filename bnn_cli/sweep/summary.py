@@ -38,8 +38,6 @@ def print_summary(result: SweepResult, console: Console, fmt: str = "table") -> 
 
 
 # The metrics summarised over each group: record key, how a value is shown, header.
-
-
 GROUP_METRICS = [
     ("accuracy", format_percent, "accuracy"),
     ("nll", format_number, "NLL"),
