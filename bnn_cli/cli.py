@@ -15,22 +15,64 @@ from rich.console import Console
 
 from bnn_cli import __version__
 from bnn_cli.errors import BnnError, ExitCode
+from bnn_cli.tables import FORMATS
 
-# Progress bars and tables go to stderr so that stdout carries only results (the run path).
-err_console = Console(stderr=True)
-out_console = Console()
+
+def _console(stderr: bool) -> Console:
+    """Outside a terminal (a pipe, a log) lines are not wrapped at 80 columns: a path or a
+    message stays whole on its line, as scripts and `grep` expect."""
+    stream = sys.stderr if stderr else sys.stdout
+    isatty = getattr(stream, "isatty", None)
+    return Console(stderr=stderr, soft_wrap=not (isatty and isatty()))
+
+
+# Progress bars and messages go to stderr so that stdout carries only results (the run path).
+err_console = _console(stderr=True)
+out_console = _console(stderr=False)
 
 
 def _runs_dir(value: str | None) -> Path:
     return Path(value or os.environ.get("BNN_RUNS_DIR") or "runs")
 
 
+RUNS_DIR_HELP = "Where runs are written. Default: $BNN_RUNS_DIR, else ./runs."
+DATA_DIR_HELP = (
+    "Where datasets are read from and stored (DIR/<dataset>/). Default: $BNN_DATA_DIR, else "
+    "$XDG_CACHE_HOME/bnn or ~/.cache/bnn."
+)
+
+
+def _dir_option(name: str, help: str):
+    return click.option(name, type=click.Path(file_okay=False), metavar="DIR", help=help)
+
+
+def _format_option(what: str):
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help=f"How {what} is printed: table (fits a terminal; sized to its content in a pipe or "
+        "a log, never cut), markdown (pastes into an issue or a README), csv or json (for "
+        "scripts: raw values).",
+    )
+
+
+def _examples(*lines: str) -> str:
+    """A help epilog that click prints as written (`\b` stops it rewrapping the lines)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnn")
-@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("--debug", is_flag=True, help="Show tracebacks, debug logs and Ray's own logs.")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
-    """Bayesian neural network experiments on PyMC: download, train, evaluate, compare."""
+    """Bayesian neural network experiments on PyMC: download, train, evaluate, compare.
+
+    Shell completion: eval "$(_BNN_COMPLETE=bash_source bnn)" (zsh_source, fish_source).
+    """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     logging.basicConfig(
@@ -39,21 +81,29 @@ def cli(ctx: click.Context, debug: bool) -> None:
     )
 
 
-@cli.command("download-mnist")
-@click.option(
-    "--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True
+@cli.command(
+    "download-mnist",
+    epilog=_examples(
+        "bnn download-mnist",
+        "bnn download-mnist --dataset fashion-mnist --data-dir ~/data",
+        "bnn download-mnist --mirror ../shared/data/mnist   # offline, from a local copy",
+    ),
 )
 @click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Default: $BNN_DATA_DIR, else the user cache directory.",
+    "--dataset",
+    type=click.Choice(["mnist", "fashion-mnist"]),
+    default="mnist",
+    show_default=True,
+    help="Which dataset to fetch.",
 )
+@_dir_option("--data-dir", DATA_DIR_HELP)
 @click.option(
     "--mirror",
     "mirrors",
     multiple=True,
     metavar="URL_OR_DIR",
-    help="Tried before the built-in mirrors; repeatable.",
+    help="An http(s):// or file:// URL or a directory holding the *.gz files, tried before the "
+    "built-in mirrors; repeatable. Default: the built-in mirrors only.",
 )
 @click.option("--force", is_flag=True, help="Download again even if verified files are present.")
 def download_mnist(
@@ -69,17 +119,24 @@ def download_mnist(
     out_console.print(str(target), soft_wrap=True, highlight=False)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "bnn train configs/smoke.yaml",
+        "bnn train configs/mlp.yaml --set inference.iterations=2000 --set seed=1",
+        "BNN_RUNS_DIR=/scratch/runs bnn train configs/conv.yaml --no-eval",
+    )
+)
 @click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
 @click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a dotted config key, e.g. --set inference.iterations=2000.",
+    help="Override a dotted config key, e.g. --set inference.iterations=2000; repeatable. "
+    "Default: the config file as it is.",
 )
-@click.option("--runs-dir", type=click.Path(file_okay=False))
-@click.option("--data-dir", type=click.Path(file_okay=False))
+@_dir_option("--runs-dir", RUNS_DIR_HELP)
+@_dir_option("--data-dir", DATA_DIR_HELP)
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
 def train(
     config_path: str,
@@ -88,7 +145,10 @@ def train(
     data_dir: str | None,
     no_eval: bool,
 ) -> None:
-    """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/."""
+    """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/.
+
+    The run directory's path is the last line of standard output.
+    """
     from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
@@ -104,11 +164,28 @@ def train(
     out_console.print(str(run_dir), soft_wrap=True, highlight=False)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "bnn evaluate runs/20260101-120000-smoke-1a2b3c",
+        "bnn evaluate runs/<id> --draws 200 --split val",
+        "bnn evaluate runs/<id> --allow-incomplete   # an interrupted run",
+    )
+)
 @click.argument("run_dir", type=click.Path())
-@click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
-@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option(
+    "--draws",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Posterior draws. Default: the run's evaluate.draws.",
+)
+@click.option(
+    "--split",
+    type=click.Choice(["test", "val"]),
+    default="test",
+    show_default=True,
+    help="The images to evaluate on: the test set, or the validation images held out of training.",
+)
+@_dir_option("--data-dir", DATA_DIR_HELP)
 @click.option(
     "--allow-incomplete",
     is_flag=True,
@@ -129,7 +206,10 @@ def evaluate(
     allow_incomplete: bool,
     ood: tuple[str, ...],
 ) -> None:
-    """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report."""
+    """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report.
+
+    The report files replace the run's earlier ones as a whole, at the end.
+    """
     from bnn_cli.evaluate import evaluate_run
 
     evaluate_run(
@@ -144,19 +224,63 @@ def evaluate(
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
-@cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), help="Also write a CSV.")
-def compare(run_dirs: tuple[str, ...], csv_path: str | None) -> None:
-    """A table of runs sorted by accuracy."""
-    from bnn_cli.compare import compare_runs
-
-    compare_runs(
-        [Path(d) for d in run_dirs], Path(csv_path) if csv_path else None, console=out_console
+@cli.command(
+    epilog=_examples(
+        "bnn compare                          # every run in the runs directory",
+        "bnn compare --last 5 --name 'mlp*' --format markdown",
+        "bnn compare runs/* --format csv > runs.csv",
     )
+)
+@click.argument("run_dirs", metavar="[RUN_DIR]...", nargs=-1, type=click.Path())
+@_dir_option(
+    "--runs-dir",
+    "With no RUN_DIR, compare every run in DIR (what is not a run is skipped). "
+    "Default: $BNN_RUNS_DIR, else ./runs.",
+)
+@click.option(
+    "--last",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Only the N newest runs. Default: all.",
+)
+@click.option(
+    "--name",
+    "name_glob",
+    metavar="GLOB",
+    help="Only runs whose config name matches GLOB, e.g. 'mlp*'. Default: any name.",
+)
+@_format_option("the table")
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write the rows as CSV to FILE. Default: no file.",
+)
+def compare(
+    run_dirs: tuple[str, ...],
+    runs_dir: str | None,
+    last: int | None,
+    name_glob: str | None,
+    fmt: str,
+    csv_path: str | None,
+) -> None:
+    """Runs side by side, best accuracy first; runs that cannot be ranked say why."""
+    from bnn_cli.compare import compare_runs, select_runs
+
+    if run_dirs and runs_dir:
+        raise click.UsageError("give RUN_DIRs or --runs-dir, not both")
+    paths = select_runs([Path(d) for d in run_dirs], _runs_dir(runs_dir), last, name_glob)
+    compare_runs(paths, Path(csv_path) if csv_path else None, console=out_console, fmt=fmt)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "bnn sweep configs/sweeps/sweep_smoke.yaml --jobs 2",
+        "bnn sweep my_sweep.yaml --format markdown > results.md",
+        "RAY_AUTH_MODE=token bnn sweep my_sweep.yaml --executor ray --address HEAD:6379",
+    )
+)
 @click.argument("sweep_path", metavar="SWEEP.yaml", type=click.Path(dir_okay=False))
 @click.option(
     "--executor",
@@ -168,17 +292,30 @@ def compare(run_dirs: tuple[str, ...], csv_path: str | None) -> None:
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
-    help="Points at a time (local: default 1; ray: default as many as the cluster fits).",
-)
-@click.option("--address", help="ray: join this cluster (default: $RAY_ADDRESS, else a local one).")
-@click.option(
-    "--cpus-per-point", type=click.IntRange(min=1), help="ray: CPUs each task asks for (1)."
+    metavar="N",
+    help="Points at a time. Default: 1 (local); as many as the cluster fits (ray).",
 )
 @click.option(
-    "--gpus-per-point", type=click.FloatRange(min=0), help="ray: GPUs each task asks for (0)."
+    "--address",
+    metavar="HOST:PORT",
+    help="ray: join this cluster. Default: $RAY_ADDRESS, else a new local one. A cluster with "
+    "token authentication also needs RAY_AUTH_MODE=token and its token (see the README).",
 )
-@click.option("--runs-dir", type=click.Path(file_okay=False))
-@click.option("--data-dir", type=click.Path(file_okay=False))
+@click.option(
+    "--cpus-per-point",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="ray: CPUs each task asks for. Default: 1.",
+)
+@click.option(
+    "--gpus-per-point",
+    type=click.FloatRange(min=0),
+    metavar="N",
+    help="ray: GPUs each task asks for. Default: 0.",
+)
+@_dir_option("--runs-dir", RUNS_DIR_HELP)
+@_dir_option("--data-dir", DATA_DIR_HELP)
+@_format_option("the summary")
 def sweep(
     sweep_path: str,
     executor: str,
@@ -188,6 +325,7 @@ def sweep(
     gpus_per_point: float | None,
     runs_dir: str | None,
     data_dir: str | None,
+    fmt: str,
 ) -> None:
     """Train every point of a sweep file; skip points already complete; summarise.
 
@@ -212,8 +350,9 @@ def sweep(
         address=address,
         cpus_per_point=cpus_per_point or 1,
         gpus_per_point=gpus_per_point or 0,
+        debug=click.get_current_context().find_root().obj["debug"],
     )
-    sweeps.print_summary(result, out_console)
+    sweeps.print_summary(result, out_console, fmt)
     sweeps.raise_if_failed(result)
 
 
@@ -237,6 +376,19 @@ def _one_line(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def click_message(exc: click.ClickException) -> str:
+    """click's usage errors in the house form: one line, lower case, its did-you-mean kept as
+    `— did you mean …?` (as config errors say it), and where to read the help."""
+    text = " ".join(exc.format_message().split())
+    text = text.replace(". Did you mean ", " — did you mean ")
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        text = f"{text.rstrip('.')} (see '{ctx.command_path} --help')"
+    return text
+
+
 def quiet_library_notices() -> None:
     """Hide notices that repeat on every run and ask nothing of the user (shown with --debug)."""
     # ArviZ (imported by PyMC) announces its refactor on every import.
@@ -255,15 +407,18 @@ def main() -> None:
         quiet_library_notices()
     _interrupt_on_termination()
     try:
-        cli.main(standalone_mode=False)
+        cli.main(standalone_mode=False, prog_name="bnn")
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns a KeyboardInterrupt into Abort; its message names the signal, if not Ctrl-C
         cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
         by = f" by {cause}" if isinstance(cause, KeyboardInterrupt) and str(cause) else ""
         err_console.print(f"error: interrupted{by}", style="red", highlight=False)
         sys.exit(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
+    except click.exceptions.NoArgsIsHelpError as exc:  # plain `bnn`: the help, as click does
         exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.ClickException as exc:
+        print(f"error: {click_message(exc)}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
     except BnnError as exc:
         if debug:

@@ -1,4 +1,5 @@
-"""`bnn compare`: one row per run directory, best accuracy first, as a rich table and a CSV.
+"""`bnn compare`: one row per run directory, best accuracy first, as a table (see tables.py for
+the formats) and a CSV.
 
 Runs that cannot be ranked are still listed, with the reason, after the ranked ones: a run that
 is not complete, one without metrics.json (not evaluated), and paths that are not bnn run
@@ -7,8 +8,7 @@ directories at all. Only when none of the paths exists is that an error.
 
 from __future__ import annotations
 
-import csv
-import io
+import fnmatch
 import json
 import logging
 import math
@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from bnn_cli.atomic import atomic_write_text
 from bnn_cli.errors import RunError
-from bnn_cli.runs import atomic_write_text, list_runs, load_run, read_status
+from bnn_cli.runs import list_runs, load_run, read_status
+from bnn_cli.tables import DASH, Column, Tabular, csv_text, emit, value
 
 log = logging.getLogger(__name__)
 
@@ -27,25 +28,60 @@ log = logging.getLogger(__name__)
 ROW_KEYS = [
     "run", "path", "name", "dataset", "architecture", "prior", "state", "iterations",
     "planned_iterations", "wall_s", "split", "accuracy", "nll", "ece", "mean_epistemic",
-    "auroc_entropy", "problem",
+    "auroc_entropy", "converged", "ood", "ood_auroc", "problem",
 ]
 # fmt: on
 METRIC_KEYS = ["accuracy", "nll", "ece", "mean_epistemic", "auroc_entropy"]
-DASH = "—"
 
 
-def compare_runs(run_dirs: list[Path], csv_path: Path | None, console: Console) -> list[dict]:
-    """Print the comparison table (and write it as CSV if asked); return the rows, ranked."""
-    paths = [Path(p) for p in run_dirs]
-    if paths and not any(p.exists() for p in paths):
-        listed = ", ".join(f"'{p}'" for p in paths)
-        raise RunError(f"none of the run directories exists: {listed}")
-    rows = sorted((collect_row(p) for p in paths), key=_rank)
-    console.print(comparison_table(rows))
+def compare_runs(
+    run_dirs: list[Path], csv_path: Path | None, console: Console, fmt: str = "table"
+) -> list[dict]:
+    """Print the comparison in `fmt` (and write it as CSV if asked); return the rows, ranked."""
+    rows = ranked_rows(run_dirs)
+    emit(console, [comparison(rows)], fmt)
     if csv_path is not None:
         atomic_write_text(Path(csv_path), rows_to_csv(rows))
         log.info("comparison written to %s", csv_path)
     return rows
+
+
+def ranked_rows(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """One row per path, best first (see `_rank`); an error only when none of them exists."""
+    paths = [Path(p) for p in run_dirs]
+    if paths and not any(p.exists() for p in paths):
+        listed = ", ".join(f"'{p}'" for p in paths)
+        raise RunError(f"none of the run directories exists: {listed}")
+    return sorted((collect_row(p) for p in paths), key=_rank)
+
+
+def select_runs(
+    run_dirs: list[Path], runs_dir: Path, last: int | None = None, name: str | None = None
+) -> list[Path]:
+    """The runs to compare: the given paths, else every run in `runs_dir` (what is not a run is
+    skipped); only those whose config name matches the glob `name`; the `last` newest."""
+    paths = [Path(p) for p in run_dirs]
+    if not paths:
+        paths = list_runs(runs_dir)
+        if not paths:
+            raise RunError(
+                f"no runs in '{runs_dir}' (train one with bnn train, or choose another "
+                "directory with --runs-dir or $BNN_RUNS_DIR)"
+            )
+    if name is not None:
+        paths = [p for p in paths if fnmatch.fnmatchcase(_config_name(p) or "", name)]
+        if not paths:
+            raise RunError(f"no run has a config name matching '{name}'")
+    if last is not None:
+        paths = sorted(paths, key=lambda p: p.name)[-last:]  # names start with the UTC time
+    return paths
+
+
+def _config_name(run_dir: Path) -> str | None:
+    try:
+        return load_run(run_dir, allow_incomplete=True).config.get("name")
+    except RunError:
+        return None
 
 
 def collect_row(run_dir: Path) -> dict[str, Any]:
@@ -74,8 +110,18 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
     if metrics_problem:
         problems.append(metrics_problem)
     row.update(split=metrics.get("split"), **{k: _number(metrics.get(k)) for k in METRIC_KEYS})
+    row.update(_ood_fields(metrics), converged=status.get("converged"))
     row["problem"] = "; ".join(problems) or None
     return row
+
+
+def _ood_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The first out-of-distribution set in metrics.json and its AUROC (by entropy)."""
+    ood = metrics.get("ood")
+    if not isinstance(ood, dict) or not ood:
+        return {}
+    name, result = next(iter(ood.items()))
+    return {"ood": name, "ood_auroc": _number((result or {}).get("auroc_entropy"))}
 
 
 def _path_problem(run_dir: Path) -> str | None:
@@ -130,49 +176,6 @@ def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
     return group, -(row["accuracy"] or 0.0), row["run"]
 
 
-def comparison_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=f"{len(rows)} run{'s' if len(rows) != 1 else ''}, best accuracy first")
-    table.add_column("run", no_wrap=True)
-    for header in ("name", "arch", "prior", "state"):
-        table.add_column(header)
-    for header in ("iterations", "wall time", "accuracy", "NLL", "ECE", "epistemic", "AUROC"):
-        table.add_column(header, justify="right")
-    table.add_column("note", style="yellow")
-    for row in rows:
-        table.add_row(*_table_cells(row), style="dim" if row["accuracy"] is None else None)
-    return table
-
-
-def _table_cells(row: dict[str, Any]) -> list[str]:
-    iterations = DASH if row["iterations"] is None else str(row["iterations"])
-    if row["planned_iterations"] not in (None, row["iterations"]) and row["iterations"] is not None:
-        iterations += f"/{row['planned_iterations']}"
-    return [
-        row["run"],
-        row["name"] or DASH,
-        row["architecture"] or DASH,
-        row["prior"] or DASH,
-        row["state"] or DASH,
-        iterations,
-        format_duration(row["wall_s"]),
-        format_percent(row["accuracy"]),
-        format_number(row["nll"]),
-        format_number(row["ece"]),
-        format_number(row["mean_epistemic"]),
-        format_number(row["auroc_entropy"]),
-        row["problem"] or "",
-    ]
-
-
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=ROW_KEYS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: "" if row.get(k) is None else row[k] for k in ROW_KEYS})
-    return buffer.getvalue()
-
-
 def format_duration(seconds: Any) -> str:
     """12.3 s, 4 min 05 s, 4 h 06 min; a dash when unknown."""
     value = _number(seconds)
@@ -206,3 +209,39 @@ def _number(value: Any) -> float | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _iterations(row: dict[str, Any]) -> str:
+    done, planned = row["iterations"], row["planned_iterations"]
+    if done is None:
+        return DASH
+    return f"{done}/{planned}" if planned not in (None, done) else str(done)
+
+
+# What people see, one line a column (csv and json carry ROW_KEYS, unformatted).
+COLUMNS = [
+    Column("run", value("run"), no_wrap=True),
+    Column("name", value("name")),
+    Column("arch", value("architecture")),
+    Column("prior", value("prior")),
+    Column("state", value("state")),
+    Column("iterations", _iterations, right=True),
+    Column("wall time", value("wall_s", format_duration), right=True),
+    Column("accuracy", value("accuracy", format_percent), right=True),
+    Column("NLL", value("nll", format_number), right=True),
+    Column("ECE", value("ece", format_number), right=True),
+    Column("epistemic", value("mean_epistemic", format_number), right=True),
+    Column("error AUROC", value("auroc_entropy", format_number), right=True),
+    Column("OOD AUROC", value("ood_auroc", format_number), right=True),
+    Column("note", lambda row: row["problem"] or "", style="yellow"),
+]
+
+
+def comparison(rows: list[dict[str, Any]]) -> Tabular:
+    title = f"{len(rows)} run{'s' if len(rows) != 1 else ''}, best accuracy first"
+    dim = lambda row: row["accuracy"] is None  # noqa: E731
+    return Tabular("runs", title, COLUMNS, ROW_KEYS, rows, dim=dim)
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    return csv_text(comparison(rows))

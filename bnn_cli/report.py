@@ -2,8 +2,9 @@
 self-contained report.html (inline CSS, images as data URIs, no links out: it opens offline).
 
 Markdown and HTML are rendered from one list of sections, so they always say the same thing.
-Every file is written atomically; metrics.json goes last, so its presence means the whole
-report is in place.
+The files are written into a staging folder in the run and swapped in as a whole at the end,
+metrics.json last, so its presence means the whole report is in place, and an evaluation that
+fails or is stopped leaves the earlier report as it was.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ from rich.table import Table
 
 from bnn_cli import fit_report
 from bnn_cli import metrics as m
+from bnn_cli.atomic import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    replaced_as_a_whole,
+)
 from bnn_cli.compare import format_duration, format_number, format_percent
 from bnn_cli.data.datasets import DATASETS
-from bnn_cli.runs import atomic_write_bytes, atomic_write_json, atomic_write_text, utc_now
+from bnn_cli.runs import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,10 @@ PLOT_CAPTIONS = {
 }
 
 
+# Everything `bnn evaluate` writes into a run: replaced as a whole (metrics.json last).
+REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "report.html", "plots")
+
+
 @dataclass
 class Section:
     """A heading with paragraphs, an optional table and optional plots, in that order."""
@@ -109,15 +120,18 @@ def write_report(
         result["ood"] = fit_report.ood_results(pred, ood)
     rows = m.per_class(probs, labels, names, summary=pred)
     plots = render_plots(run_dir, pred, rows, names, images, scale_draws, arrays, ood)
-    (run_dir / "plots").mkdir(exist_ok=True)
-    for name, png in plots.items():
-        atomic_write_bytes(run_dir / "plots" / name, png)
-    atomic_write_text(run_dir / "per_class.csv", per_class_csv(rows))
     sections = build_sections(run_dir, result, rows, config, status, list(plots))
     title = f"bnn report: {config.get('name', run_dir.name)}"
-    atomic_write_text(run_dir / "report.md", render_markdown(title, sections))
-    atomic_write_text(run_dir / "report.html", render_html(title, sections, plots))
-    atomic_write_json(run_dir / "metrics.json", result)
+    # Written aside, then swapped in: a failed or interrupted evaluation leaves the earlier
+    # report whole, and a finished one leaves none of its files behind.
+    with replaced_as_a_whole(run_dir, REPORT_FILES, last="metrics.json", label="report") as out:
+        (out / "plots").mkdir()
+        for name, png in plots.items():
+            atomic_write_bytes(out / "plots" / name, png)
+        atomic_write_text(out / "per_class.csv", per_class_csv(rows))
+        atomic_write_text(out / "report.md", render_markdown(title, sections))
+        atomic_write_text(out / "report.html", render_html(title, sections, plots))
+        atomic_write_json(out / "metrics.json", result)
     if console is not None:
         console.print(summary_table(result, config.get("name", run_dir.name)))
     log.info("report written to %s", run_dir)

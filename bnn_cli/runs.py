@@ -1,4 +1,4 @@
-"""The run directory's life cycle: create (never overwrite), atomic writes, status, load, list.
+"""The run directory's life cycle: create (never overwrite), status, load, list.
 
 Layout (a contract, see the README): config.yaml, status.json, meta.json, elbo.csv, approx.npz,
 then metrics.json, per_class.csv, report.md, report.html and plots/ from `bnn evaluate`.
@@ -6,75 +6,21 @@ then metrics.json, per_class.csv, report.md, report.html and plots/ from `bnn ev
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
 import secrets
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
+from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.errors import RunError
 
 STATES = ("running", "complete", "failed", "interrupted")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, fsync, then rename: readers never see a
-    half-written file under the final name. A failure of the disk (full, read-only) is a
-    `RunError` naming the file; the earlier version of the file, if any, is left as it was."""
-    path = Path(path)
-    try:
-        _atomic_write(path, data)
-    except OSError as exc:
-        raise RunError(f"cannot write '{path}': {exc.strerror or exc}") from exc
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file 0600; give it the usual mode (0666 less the umask).
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(
-        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
-    )
-
-
-def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def utc_now() -> str:
@@ -202,15 +148,7 @@ def process_gone(status: dict[str, Any]) -> bool:
     pid = status.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
         return False
-    if status.get("host") != platform.node():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # EPERM: it exists, under another user
-        return False
-    return False
+    return status.get("host") == platform.node() and not pid_alive(pid)
 
 
 def list_runs(runs_dir: Path) -> list[Path]:

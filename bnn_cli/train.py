@@ -6,16 +6,13 @@ Every exit path leaves the run directory honest: `complete` only when everything
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import os
 import platform
-import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +20,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bnn_cli import __version__
+from bnn_cli import __version__, atomic
+from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.errors import BnnError
 from bnn_cli.runs import utc_now
@@ -85,8 +83,8 @@ def train(
         from bnn_cli import backend
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
-        runs.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-        runs.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
+        atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
+        atomic.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
         runs.write_status(
             run_dir,
             "running",
@@ -130,22 +128,6 @@ def mark_ended(run_dir: Path, state: str, **fields) -> None:
         logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
 
 
-@contextlib.contextmanager
-def signals_held():
-    """Ignore a second Ctrl-C (or SIGTERM) while the final state of a run is written: being
-    interrupted half-way through would leave the run without its last parameters or status."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers belong to the main thread
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            if handler is not None:  # None: set outside Python, cannot be restored from here
-                signal.signal(sig, handler)
-
-
 def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
     """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
     from bnn_cli import diagnostics, inference, runs
@@ -168,9 +150,9 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
 
     def checkpoint(state: inference.FitState, status: str = "running") -> None:
         arrays = inference.mean_field_params(advi.approx)
-        runs.atomic_write_npz(run_dir / "approx.npz", arrays)
-        runs.atomic_write_text(run_dir / "elbo.csv", rows_csv(state.rows, ELBO_COLUMNS))
-        runs.atomic_write_text(
+        atomic.atomic_write_npz(run_dir / "approx.npz", arrays)
+        atomic.atomic_write_text(run_dir / "elbo.csv", rows_csv(state.rows, ELBO_COLUMNS))
+        atomic.atomic_write_text(
             run_dir / "diagnostics.csv", rows_csv(tracked["rows"], DIAGNOSTICS_COLUMNS)
         )
         runs.write_status(
@@ -220,6 +202,11 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
         except KeyboardInterrupt:
             with signals_held():
                 checkpoint(state)
+            raise
+        except Exception:
+            # A failed fit (divergence, a bug) saves no parameters (they may be NaN), but the
+            # status still says how far it got; the caller then marks it failed with the reason.
+            mark_ended(run_dir, "running", iterations_done=state.iteration)
             raise
     train_s = state.elapsed
     checkpoint(state)

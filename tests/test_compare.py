@@ -26,11 +26,12 @@ def make_run(
     prior="hierarchical",
     wall_s=90.0,
     metrics_text=None,
+    name=None,
 ):
     run_dir = runs_dir / dirname
     run_dir.mkdir(parents=True)
     config = Config().to_dict()
-    config["name"] = dirname.split("-")[0]
+    config["name"] = name or dirname.split("-")[0]
     config["model"]["architecture"] = architecture
     config["prior"]["kind"] = prior
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
@@ -157,3 +158,107 @@ def test_cli_compare_with_no_existing_path_exits_4(tmp_path):
     result = run_cli("compare", str(tmp_path / "nope"))
     assert result.returncode == 4
     assert result.stderr.startswith("error: none of the run directories exists")
+
+
+# ---------------------------------------------------------------- for scripts and pipes
+
+LONG_PROBLEM = "not a bnn run directory (no status.json)"
+
+
+def stamped_runs(runs):
+    """Runs named as `bnn train` names them, oldest first."""
+    return [
+        make_run(runs, "20260101-090000-mlp-fixed-aaaaaa", accuracy=0.9123, name="mlp-fixed"),
+        make_run(
+            runs,
+            "20260102-090000-conv-hier-bbbbbb",
+            accuracy=0.9871,
+            name="conv-hier",
+            architecture="conv",
+        ),
+        make_run(runs, "20260103-090000-mlp-hier-cccccc", state="interrupted", name="mlp-hier"),
+    ]
+
+
+def piped(*args, cwd=None, **env):
+    """The CLI with stdout a pipe and no COLUMNS: what `| cat`, `| tee` or a CI log get."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "BNN_RUNS_DIR")}
+    return subprocess.run(
+        [sys.executable, "-m", "bnn_cli.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**environ, **env},
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def test_a_table_in_a_pipe_shows_every_value_in_full(tmp_path, mixed_runs):
+    runs = stamped_runs(tmp_path / "runs")
+    out = piped("compare", *map(str, runs + mixed_runs))
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout
+    for run in runs:
+        assert run.name in out.stdout
+    for value in ("98.71%", "91.23%", "0.1000", "0.0100", "0.0200", "0.9000", "1 min 30 s"):
+        assert value in out.stdout
+    assert "1200" in out.stdout and "1 h 06 min" in out.stdout and LONG_PROBLEM in out.stdout
+    assert "not evaluated (no metrics.json)" in out.stdout
+    assert max(len(line) for line in out.stdout.splitlines()) > 80  # sized to its content
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "markdown"])
+def test_formats_round_trip(tmp_path, fmt):
+    runs = stamped_runs(tmp_path / "runs")
+    out = piped("compare", *map(str, runs), "--format", fmt)
+    assert out.returncode == 0, out.stderr
+    if fmt == "csv":
+        rows = list(csv.DictReader(out.stdout.splitlines()))
+    elif fmt == "json":
+        rows = [
+            {k: "" if v is None else str(v) for k, v in r.items()} for r in json.loads(out.stdout)
+        ]
+    else:
+        lines = out.stdout.strip().splitlines()
+        assert lines[0] == "**3 runs, best accuracy first**" and lines[1] == ""
+        header, rule, *body = lines[2:]
+        assert header.startswith("| run | name | arch |") and header.endswith("| note |")
+        assert rule.startswith("| --- |") and "---: |" in rule
+        assert all(line.startswith("| ") and line.endswith(" |") for line in body)
+        assert len(body) == 3 and runs[1].name in body[0] and "98.71%" in body[0]
+        return
+    assert [r["run"] for r in rows] == [runs[1].name, runs[0].name, runs[2].name]
+    assert rows[0]["accuracy"] == "0.9871" and rows[0]["architecture"] == "conv"
+    assert rows[2]["accuracy"] == "" and rows[2]["problem"] == "not evaluated (no metrics.json)"
+
+
+def test_compare_with_no_arguments_takes_every_run_in_the_runs_directory(tmp_path):
+    runs = stamped_runs(tmp_path / "runs")
+    (tmp_path / "runs" / "sweeps").mkdir()  # not a run: skipped
+    (tmp_path / "runs" / "notes.txt").write_text("not a run either")
+    out = piped("compare", "--format", "csv", cwd=tmp_path)  # ./runs
+    assert sorted(r["run"] for r in csv.DictReader(out.stdout.splitlines())) == sorted(
+        r.name for r in runs
+    )
+    out = piped("compare", "--format", "csv", "--last", "2", BNN_RUNS_DIR=str(tmp_path / "runs"))
+    assert sorted(r["run"] for r in csv.DictReader(out.stdout.splitlines())) == sorted(
+        r.name for r in runs[1:]
+    )
+    runs_dir = str(tmp_path / "runs")
+    out = piped("compare", "--runs-dir", runs_dir, "--name", "mlp*", "--format", "json")
+    assert sorted(r["name"] for r in json.loads(out.stdout)) == ["mlp-fixed", "mlp-hier"]
+
+
+def test_compare_with_nothing_to_compare_says_why(tmp_path):
+    out = piped("compare", "--runs-dir", str(tmp_path / "empty"))
+    assert out.returncode == 4
+    assert out.stderr == (
+        f"error: no runs in '{tmp_path / 'empty'}' (train one with bnn train, or choose another "
+        "directory with --runs-dir or $BNN_RUNS_DIR)\n"
+    )
+    stamped_runs(tmp_path / "runs")
+    out = piped("compare", "--runs-dir", str(tmp_path / "runs"), "--name", "resnet*")
+    assert (out.returncode, out.stderr) == (
+        4,
+        "error: no run has a config name matching 'resnet*'\n",
+    )

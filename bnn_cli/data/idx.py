@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bnn_cli.atomic import atomic_write_bytes
 from bnn_cli.errors import DataError
-from bnn_cli.runs import atomic_write_bytes
 
 GZIP_MAGIC = b"\x1f\x8b"
 
