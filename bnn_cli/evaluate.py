@@ -26,8 +26,10 @@ def evaluate_run(
     data_dir: str | None,
     allow_incomplete: bool,
     console: Console,
+    save_predictive: bool = False,
 ) -> dict:
-    """Evaluate a run in place; returns the metrics written to metrics.json."""
+    """Evaluate a run in place; returns the metrics written to metrics.json. With
+    `save_predictive`, also writes predictive.nc (see `bnn_cli.arviz_files`)."""
     run = runs.load_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = run_config(run)
     arrays = load_params(run.path, config)
@@ -45,6 +47,10 @@ def evaluate_run(
     n_draws = draws or config.evaluate.draws
     probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
     scale_draws = prior_scale_draws(config, arrays, n_draws)
+    if save_predictive:
+        from bnn_cli.arviz_files import write_predictive
+
+        write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
     from bnn_cli.report import write_report
 
     return write_report(
