@@ -69,7 +69,7 @@ class TrainedRun:
         return load_params(self.path, self.config)
 
     @cached_property
-    def compile_mode(self) -> str | None:
+    def _compile_mode(self) -> str | None:
         """Sets PyTensor's floatX for this run; the compile mode of its backend."""
         from bnn_cli import backend
 
@@ -80,7 +80,7 @@ class TrainedRun:
         """The run's `pm.Model`, rebuilt from the config: the same variables, priors and
         likelihood as in training. The minibatch containers `x_batch` / `y_batch` hold zeros
         (set them with `pm.set_data` to evaluate the likelihood on images of your own)."""
-        self.compile_mode  # noqa: B018 (floatX must be set before the model is built)
+        self._compile_mode  # noqa: B018 (floatX must be set before the model is built)
         from bnn_cli.models.build import build_model
 
         batch = self.config.inference.batch_size
@@ -125,7 +125,7 @@ class TrainedRun:
 
     @cached_property
     def _predict_fn(self):
-        mode = self.compile_mode
+        mode = self._compile_mode
         from bnn_cli.predict import compile_predict
 
         return compile_predict(self.config.model, mode)

@@ -175,7 +175,6 @@ def predict(
     than 40 megapixels and modes other than 1-bit, 8-bit grayscale, palette, RGB(A) (e.g. CMYK,
     16-bit) are refused.
 
-    \b
     Per image: the predicted class, its probability, the predictive entropy, the mutual
     information (epistemic uncertainty) and "uncertain": the entropy is above the one that 95 %
     of the run's validation images fall below (computed once, cached in the run directory).

@@ -98,7 +98,7 @@ def test_predict_matches_evaluate(run, test_digits):
     assert probs.shape == (5, 200, 10)
     np.testing.assert_allclose(probs.sum(axis=2), 1.0, rtol=1e-5)
     quiet = Console(file=io.StringIO())
-    expected = posterior_predictive(run.config, run.params, images, 5, run.compile_mode, quiet)
+    expected = posterior_predictive(run.config, run.params, images, 5, run._compile_mode, quiet)
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     assert (probs.mean(axis=0).argmax(axis=1) == labels).mean() > 0.7
     as_uint8 = run.predict(np.round(images[:3] * 255).astype(np.uint8), draws=2)
