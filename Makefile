@@ -5,13 +5,24 @@ BIN := $(VENV)/bin
 MNIST_MIRROR ?=
 DEMO_RUNS ?= runs
 MIRROR_FLAG := $(if $(MNIST_MIRROR),--mirror $(MNIST_MIRROR),)
+# The exact versions of every dependency (with the test and ray extras) for Python 3.11 on Linux,
+# installed by `make setup`; `make setup LOCK=` installs the newest versions pyproject.toml allows.
+LOCK ?= requirements.lock
+UV_VERSION := 0.13.9
+LOCK_TOOL := build/lock-tool
 
-.PHONY: setup test test-fast lint demo bench clean
+.PHONY: setup test test-fast lint demo bench clean lock
 
-$(BIN)/bnn: pyproject.toml
+$(BIN)/bnn: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+ifeq ($(LOCK),)
 	$(BIN)/pip install -e '.[test,ray]'
+else
+	$(BIN)/pip install -r $(LOCK)
+	$(BIN)/pip install --no-deps -e .
+	$(BIN)/pip check
+endif
 	touch $(BIN)/bnn
 
 setup: $(BIN)/bnn
@@ -32,6 +43,17 @@ demo: $(BIN)/bnn
 
 bench: $(BIN)/bnn
 	$(BIN)/python bench/run.py
+
+# Refresh requirements.lock to the newest versions pyproject.toml allows (with uv, installed on
+# demand into build/); `make lock UPGRADE=` only re-resolves after a change to pyproject.toml,
+# keeping the other pins.
+UPGRADE ?= --upgrade
+lock:
+	test -x $(LOCK_TOOL)/bin/uv || ($(PYTHON) -m venv $(LOCK_TOOL) && \
+		$(LOCK_TOOL)/bin/pip install uv==$(UV_VERSION))
+	$(LOCK_TOOL)/bin/uv pip compile pyproject.toml --extra test --extra ray \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu $(UPGRADE) \
+		--custom-compile-command "make lock" --annotation-style line -o requirements.lock
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from bnn_cli import __version__
-from bnn_cli.errors import BnnError, ExitCode
+from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.tables import FORMATS
 
 
@@ -167,7 +167,7 @@ def train(
 @cli.command(
     epilog=_examples(
         "bnn evaluate runs/20260101-120000-smoke-1a2b3c",
-        "bnn evaluate runs/<id> --draws 200 --split val",
+        "bnn evaluate runs/<id> --split val --ood fashion-mnist   # choosing settings",
         "bnn evaluate runs/<id> --allow-incomplete   # an interrupted run",
     )
 )
@@ -198,6 +198,11 @@ def train(
     help="Out-of-distribution set to check (repeatable; default: the config's evaluate.ood). "
     "Uses its test images, or its training images with --split val.",
 )
+@click.option(
+    "--save-predictive",
+    is_flag=True,
+    help="Also write predictive.nc: the predictive probabilities as ArviZ InferenceData.",
+)
 def evaluate(
     run_dir: str,
     draws: int | None,
@@ -205,6 +210,7 @@ def evaluate(
     data_dir: str | None,
     allow_incomplete: bool,
     ood: tuple[str, ...],
+    save_predictive: bool,
 ) -> None:
     """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report.
 
@@ -220,8 +226,69 @@ def evaluate(
         allow_incomplete=allow_incomplete,
         console=err_console,
         ood=ood or None,
+        save_predictive=save_predictive,
     )
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path())
+@click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option(
+    "--keep-going", is_flag=True, help="Answer the readable images when some cannot be read."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    help="Where the run's dataset is (its validation images set the 'uncertain' threshold).",
+)
+def predict(
+    run_dir: str,
+    images: tuple[str, ...],
+    draws: int | None,
+    as_json: bool,
+    as_csv: bool,
+    keep_going: bool,
+    data_dir: str | None,
+) -> None:
+    """Classify your own digit images with a trained run, with the posterior's uncertainty.
+
+    IMAGE is a PNG, JPEG or any other picture Pillow reads, or an .npy or IDX file of 28x28
+    images in MNIST's format (white digit on black, uint8 0-255 or floats 0-1), taken as is.
+    Pictures are made the way MNIST was: grayscale (transparent parts over white), inverted
+    when the digit is dark on a light background, the digit fitted into a 20x20 box keeping its
+    aspect ratio and placed in 28x28 with its centre of mass at the centre. Pictures of more
+    than 40 megapixels and modes other than 1-bit, 8-bit grayscale, palette, RGB(A) (e.g. CMYK,
+    16-bit) are refused.
+
+    Per image: the predicted class, its probability, the predictive entropy, the mutual
+    information (epistemic uncertainty) and "uncertain": the entropy is above the one that 95 %
+    of the run's validation images fall below (computed once, cached in the run directory).
+    An unreadable image is an error (exit 3) naming the file; with --keep-going the other
+    images are still answered, then the command exits 3.
+    """
+    from bnn_cli.classify import predict_files, print_answers
+
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv cannot be used together")
+    prediction = predict_files(
+        Path(run_dir),
+        [Path(p) for p in images],
+        draws=draws,
+        data_dir=data_dir,
+        keep_going=keep_going,
+        console=err_console,
+    )
+    for message in prediction.errors:
+        print(f"error: {message}", file=sys.stderr)
+    print_answers(prediction, "json" if as_json else "csv" if as_csv else "table", out_console)
+    if prediction.errors:
+        raise DataError(
+            f"{len(prediction.errors)} of {len(images)} files could not be read (see above)"
+        )
 
 
 @cli.command(

@@ -28,9 +28,11 @@ def evaluate_run(
     allow_incomplete: bool,
     console: Console,
     ood: Sequence[str] | None = None,
+    save_predictive: bool = False,
 ) -> dict:
     """Evaluate a run in place; returns the metrics written to metrics.json. `ood` names the
-    out-of-distribution sets to check (None: the config's `evaluate.ood`)."""
+    out-of-distribution sets to check (None: the config's `evaluate.ood`). With
+    `save_predictive`, also writes predictive.nc (see `bnn_cli.arviz_files`)."""
     run = runs.load_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = run_config(run)
     arrays = load_params(run.path, config)
@@ -57,6 +59,10 @@ def evaluate_run(
         for name, x in ood_images.items()
     }
     scale_draws = prior_scale_draws(config, arrays, n_draws)
+    if save_predictive:
+        from bnn_cli.arviz_files import write_predictive
+
+        write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
     from bnn_cli.report import write_report
 
     return write_report(

@@ -324,17 +324,15 @@ def make_progress(console: Console) -> Progress:
 
 
 def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
-    import pymc
     import pytensor
+
+    from bnn_cli.versions import installed_versions, lock_status
 
     return {
         "bnn_version": __version__,
         "python": sys.version.split()[0],
-        "versions": {
-            "pymc": pymc.__version__,
-            "pytensor": pytensor.__version__,
-            "numpy": np.__version__,
-        },
+        "versions": installed_versions(),  # pymc, pytensor, numpy, jax, ...
+        "lock": lock_status(),  # are they requirements.lock's? (None: no lock file)
         "host": platform.node(),
         "platform": platform.platform(),
         "command_line": list(argv or sys.argv),

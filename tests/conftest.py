@@ -78,3 +78,31 @@ def _pytensor_backend():
     from bnn_cli import backend
 
     backend.configure("float32", "c")
+
+
+# A tiny trained and evaluated run, shared by the tests of the Python API, `bnn predict` and
+# predictive.nc: 100 iterations of a 32-unit MLP on the real MNIST files (about 20 s).
+TINY_RUN = [
+    "inference.iterations=100",
+    "inference.eval_every=50",
+    "model.hidden=[32]",
+    "data.train_size=10000",
+    "data.val_size=1000",
+    "evaluate.draws=8",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The run directory of configs/smoke.yaml trained with `TINY_RUN` and evaluated."""
+    if not all((REAL_DATA_DIR / "mnist" / f.name).is_file() for f in DATASETS["mnist"].files):
+        pytest.skip(f"real MNIST files not found in {REAL_DATA_DIR / 'mnist'}")
+    from rich.console import Console
+
+    from bnn_cli.config import load_config
+    from bnn_cli.train import train_and_evaluate
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml", TINY_RUN)
+    quiet = Console(file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
+    runs_dir = tmp_path_factory.mktemp("tiny-runs")
+    return train_and_evaluate(config, runs_dir, str(REAL_DATA_DIR), evaluate=True, console=quiet)

@@ -1,0 +1,143 @@
+"""The public Python API: open a trained run and use it as in any PyMC workflow.
+
+    from bnn_cli import load_run
+    run = load_run("runs/20260101-120000-smoke-1a2b3c")
+    run.config.model.hidden          # the typed, resolved configuration
+    idata = run.approx.sample(100)   # ArviZ InferenceData of the network's weights
+    probs = run.predict(images)      # (draws, images, classes)
+
+Stable: `load_run` and the documented members of `TrainedRun`. PyMC, PyTensor and JAX are
+imported only when `.model`, `.approx` or `.predict` are first used, so `import bnn_cli` and
+reading a run's config, status and metrics stay cheap. `bnn predict` is built on this module.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bnn_cli import runs
+from bnn_cli.config import Config
+from bnn_cli.errors import RunError
+
+
+def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
+    """Open the run directory `path` and return a `TrainedRun`.
+
+    Raises `bnn_cli.errors.RunError` when the directory is missing, is not a run, or the run is
+    not `complete` (unless `allow_incomplete`: then an interrupted run's saved parameters are
+    used). The parameters in approx.npz are checked against the config on first use.
+    """
+    run = runs.load_run(Path(path), allow_incomplete=allow_incomplete)
+    from bnn_cli.evaluate import run_config
+
+    return TrainedRun(run.path, run_config(run), run.status)
+
+
+class TrainedRun:
+    """A run directory opened for use from Python; get one from `load_run`."""
+
+    def __init__(self, path: Path, config: Config, status: dict[str, Any]) -> None:
+        self.path = Path(path)  #: the run directory
+        self.config = config  #: `bnn_cli.config.Config`, the run's resolved configuration
+        self.status = status  #: status.json as a dict (`state`, `iterations_done`, ...)
+
+    def __repr__(self) -> str:
+        return f"TrainedRun('{self.path}', state={self.status.get('state')!r})"
+
+    @property
+    def metrics(self) -> dict[str, Any] | None:
+        """metrics.json of the last `bnn evaluate` as a dict, or None if never evaluated."""
+        path = self.path / "metrics.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError, OSError):
+            raise RunError(f"'{path}' is corrupt (not JSON); evaluate the run again") from None
+
+    @cached_property
+    def params(self) -> dict[str, np.ndarray]:
+        """The fitted mean-field parameters, `mu/<name>` and `rho/<name>` arrays (PyMC's
+        softplus-parametrised scale, in the unconstrained space), checked against the config."""
+        from bnn_cli.evaluate import load_params
+
+        return load_params(self.path, self.config)
+
+    @cached_property
+    def _compile_mode(self) -> str | None:
+        """Sets PyTensor's floatX for this run; the compile mode of its backend."""
+        from bnn_cli import backend
+
+        return backend.configure(self.config.inference.floatX, self.config.inference.backend)
+
+    @cached_property
+    def model(self):
+        """The run's `pm.Model`, rebuilt from the config: the same variables, priors and
+        likelihood as in training. The minibatch containers `x_batch` / `y_batch` hold zeros
+        (set them with `pm.set_data` to evaluate the likelihood on images of your own)."""
+        self._compile_mode  # noqa: B018 (floatX must be set before the model is built)
+        from bnn_cli.models.build import build_model
+
+        batch = self.config.inference.batch_size
+        images = np.zeros((batch, 28, 28), dtype=np.float32)
+        labels = np.zeros(self.config.data.train_size, dtype=np.int64)  # sets total_size
+        return build_model(self.config, images, labels)
+
+    @cached_property
+    def approx(self):
+        """PyMC's mean-field approximation (`pymc.variational.approximations.MeanField`) of
+        `.model` with the saved parameters restored: `run.approx.sample(100)` returns an ArviZ
+        `InferenceData` of 100 posterior draws of every weight and bias tensor."""
+        from bnn_cli.inference import load_mean_field_params, make_advi
+
+        approx = make_advi(self.model, self.config.inference, self.config.seed).approx
+        load_mean_field_params(approx, self.params)
+        return approx
+
+    def predict(
+        self, images: np.ndarray, draws: int | None = None, seed: int | None = None
+    ) -> np.ndarray:
+        """Posterior predictive class probabilities of `images`, a float32 array of shape
+        (draws, images, classes); each row sums to 1.
+
+        `images`: (28, 28) or (n, 28, 28) in MNIST's format, a white digit on black, floats in
+        [0, 1] or uint8 0-255 (`bnn_cli.images.read_images` makes files into this). `draws`:
+        posterior draws (default: the config's `evaluate.draws`); `seed`: the draws' seed
+        (default: the run's seed, as `bnn evaluate` uses).
+        """
+        pixels = as_images(images)
+        from bnn_cli.predict import predictive
+
+        return predictive(
+            self._predict_fn,
+            self.params,
+            self.config.model,
+            pixels,
+            draws or self.config.evaluate.draws,
+            self.config.seed if seed is None else seed,
+            chunk_size=self.config.evaluate.chunk_size,
+        )
+
+    @cached_property
+    def _predict_fn(self):
+        mode = self._compile_mode
+        from bnn_cli.predict import compile_predict
+
+        return compile_predict(self.config.model, mode)
+
+
+def as_images(images: np.ndarray) -> np.ndarray:
+    """float32 (n, 28, 28) in [0, 1] from one image or a stack, uint8 or float."""
+    array = np.asarray(images)
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3 or array.shape[1:] != (28, 28):
+        raise ValueError(f"images must have shape (28, 28) or (n, 28, 28), got {array.shape}")
+    if array.dtype == np.uint8:
+        return (array / 255.0).astype(np.float32)
+    return array.astype(np.float32)

@@ -1,0 +1,190 @@
+"""`bnn predict`: classify image files with a trained run, with the posterior's uncertainty.
+
+Per image: the predicted class, its predictive probability, the predictive entropy and the
+mutual information (epistemic part) from `metrics.entropy`, and an `uncertain` flag: the entropy
+is above the run's threshold, the entropy that 95 % of its validation images fall below. The
+threshold is computed once per number of draws and cached in `<run>/uncertainty_threshold.json`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from bnn_cli import atomic, metrics
+from bnn_cli.api import TrainedRun, load_run
+from bnn_cli.errors import BnnError, DataError, RunError
+from bnn_cli.images import NamedImage, read_images
+
+logger = logging.getLogger(__name__)
+
+COVERAGE = 0.95  # the share of validation images that are not flagged uncertain
+THRESHOLD_FILE = "uncertainty_threshold.json"
+COLUMNS = ("image", "predicted", "probability", "entropy", "mutual_information", "uncertain")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One image's prediction; entropies in nats."""
+
+    image: str
+    predicted: int
+    probability: float
+    entropy: float
+    mutual_information: float
+    uncertain: bool
+
+
+@dataclass
+class Prediction:
+    """The answers of one `bnn predict` call and the files that could not be read."""
+
+    run: Path
+    draws: int
+    threshold: float  # entropy in nats above which an image is flagged uncertain
+    answers: list[Answer] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # one message per unreadable file
+
+
+def predict_files(
+    run_dir: Path,
+    paths: list[Path],
+    draws: int | None,
+    data_dir: str | None,
+    keep_going: bool,
+    console: Console,
+) -> Prediction:
+    """Read every file, then classify all their images at once. An unreadable file raises its
+    `DataError` at once, or, with `keep_going`, is listed in `errors` and the others are
+    answered. Raises `DataError` when no file could be read."""
+    run = load_run(run_dir)
+    images, errors = read_all(paths, keep_going)
+    if not images:
+        raise DataError(f"none of the {len(paths)} files could be read; nothing to predict")
+    n_draws = draws or run.config.evaluate.draws
+    with console.status(f"posterior predictive ({n_draws} draws)"):
+        probs = run.predict(np.stack([image.pixels for image in images]), draws=n_draws)
+    threshold = entropy_threshold(run, n_draws, data_dir, console)
+    answers = summarize(images, probs, threshold)
+    return Prediction(run.path, n_draws, threshold, answers, errors)
+
+
+def read_all(paths: list[Path], keep_going: bool) -> tuple[list[NamedImage], list[str]]:
+    images: list[NamedImage] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            images += read_images(path)
+        except DataError as exc:
+            if not keep_going:
+                raise
+            errors.append(str(exc))
+    return images, errors
+
+
+def summarize(images: list[NamedImage], probs: np.ndarray, threshold: float) -> list[Answer]:
+    mean = metrics.predictive_mean(probs)
+    total, _, epistemic = metrics.entropy(probs)
+    predicted = mean.argmax(axis=1)
+    return [
+        Answer(
+            image=image.name,
+            predicted=int(predicted[i]),
+            probability=float(mean[i, predicted[i]]),
+            entropy=float(total[i]),
+            mutual_information=float(epistemic[i]),
+            uncertain=bool(total[i] > threshold),
+        )
+        for i, image in enumerate(images)
+    ]
+
+
+def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console: Console) -> float:
+    """The predictive entropy below which 95 % of the run's validation images fall, with
+    `draws` draws (fewer draws see less disagreement). Cached in the run directory."""
+    cache = read_threshold_cache(run.path)
+    key = str(draws)
+    if key in cache:
+        return cache[key]
+    if run.config.data.val_size == 0:
+        raise RunError(
+            f"run '{run.path.name}' has no validation images (data.val_size: 0), which set the "
+            "threshold of the 'uncertain' flag"
+        )
+    from bnn_cli.data.datasets import load_splits
+
+    config = run.config.data
+    splits = load_splits(config.dataset, data_dir, config.train_size, config.val_size)
+    with console.status(f"uncertainty threshold on {len(splits.x_val)} validation images"):
+        total, _, _ = metrics.entropy(run.predict(splits.x_val, draws=draws))
+    cache[key] = float(np.quantile(total, COVERAGE))
+    try:
+        atomic.atomic_write_json(
+            run.path / THRESHOLD_FILE, {"coverage": COVERAGE, "entropy_by_draws": cache}
+        )
+    except BnnError as exc:  # a read-only run still answers; the next call computes it again
+        logger.warning("could not cache the threshold: %s", exc)
+    return cache[key]
+
+
+def read_threshold_cache(run_dir: Path) -> dict[str, float]:
+    """{draws: entropy} from the cache file; empty when absent, unreadable or made for another
+    coverage (a damaged cache is computed again, never trusted)."""
+    try:
+        saved = json.loads((run_dir / THRESHOLD_FILE).read_text(encoding="utf-8"))
+        if saved["coverage"] != COVERAGE:
+            return {}
+        return {str(k): float(v) for k, v in saved["entropy_by_draws"].items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def print_answers(prediction: Prediction, fmt: str, console: Console) -> None:
+    """`fmt`: "table" (rich), "json" or "csv", to `console`."""
+    rows = [asdict(answer) for answer in prediction.answers]
+    if fmt == "json":
+        document = {
+            "run": str(prediction.run),
+            "draws": prediction.draws,
+            "uncertain_above_entropy": prediction.threshold,
+            "coverage": COVERAGE,
+            "images": rows,
+        }
+        console.print(json.dumps(document, indent=2), soft_wrap=True, highlight=False, markup=False)
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        console.print(buffer.getvalue(), end="", soft_wrap=True, highlight=False, markup=False)
+    else:
+        console.print(answer_table(prediction))
+
+
+def answer_table(prediction: Prediction) -> Table:
+    table = Table(
+        caption=f"{prediction.draws} posterior draws; uncertain: predictive entropy above "
+        f"{prediction.threshold:.3f} nats, which {COVERAGE:.0%} of the run's validation images "
+        "fall below",
+    )
+    for name in ("image", "class", "probability", "entropy", "mutual info", "uncertain"):
+        table.add_column(name, justify="left" if name == "image" else "right")
+    for a in prediction.answers:
+        table.add_row(
+            Text(a.image),  # a file name is not markup
+            str(a.predicted),
+            f"{a.probability:.3f}",
+            f"{a.entropy:.3f}",
+            f"{a.mutual_information:.3f}",
+            "[bold red]yes[/]" if a.uncertain else "no",
+        )
+    return table
