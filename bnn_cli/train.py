@@ -142,7 +142,7 @@ def signals_held():
 
 def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
     """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
-    from bnn_cli import inference, runs
+    from bnn_cli import inference, multistep, runs
     from bnn_cli.models.build import build_model
     from bnn_cli.predict import accuracy_of_mean, compile_predict
 
@@ -151,7 +151,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     model = build_model(config, splits.x_train, splits.y_train)
     advi = inference.make_advi(model, settings, config.seed)
     feeder = inference.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
-    step = inference.compile_step(advi, settings, mode, feeder)
+    fit = multistep.compile_fit(advi, settings, mode, feeder)
     predict_fn = compile_predict(config.model, mode)
     compile_s = time.perf_counter() - t0
     logger.info("model built and compiled in %.1f s", compile_s)
@@ -196,7 +196,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
             "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
         )
         try:
-            inference.run_fit(step, settings, state, on_eval=on_eval, on_step=on_step)
+            fit(state, on_eval=on_eval, on_step=on_step)
         except KeyboardInterrupt:
             with signals_held():
                 checkpoint(state)
@@ -260,6 +260,8 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
     import pymc
     import pytensor
 
+    from bnn_cli.multistep import steps_per_call
+
     return {
         "bnn_version": __version__,
         "python": sys.version.split()[0],
@@ -283,6 +285,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
             "floatX": pytensor.config.floatX,
             "backend": config.inference.backend,
             "blas_ldflags": pytensor.config.blas__ldflags,
+            "steps_per_call": steps_per_call(config.inference),
         },
         "started": utc_now(),
     }
