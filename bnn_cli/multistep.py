@@ -76,7 +76,7 @@ def compile_fit(
 
 
 class MultiStep:
-    """`steps(i)`: K optimizer steps from 0-based iteration `i` in one compiled call; the
+    """`multi_step(i)`: K optimizer steps from 0-based iteration `i` in one compiled call; the
     parameters, optimizer state and random state stay in PyTensor's shared containers between
     calls (so checkpoints and `mean_field_params` read them as before); returns the K losses."""
 
@@ -107,7 +107,8 @@ class MultiStep:
         rows = np.stack([self.feeder.next_indices() for _ in range(self.k)]).astype(np.int32)
         schedule = [inference.learning_rate_at(self.settings, start + j) for j in range(self.k)]
         rates = np.outer(np.asarray(schedule, self.multipliers.dtype), self.multipliers)
-        fixed = {i: c[0] for i, c in enumerate(self.cells) if i not in self.carried}
+        skip = {*self.carried, *self.layout[2]}  # the fed inputs come from the device's copy
+        fixed = {i: c[0] for i, c in enumerate(self.cells) if i not in skip}
         carried = tuple(self.cells[i][0] for i in self.carried)
         new, losses = self.scan(carried, fixed, self.images, self.labels, rows, rates)
         losses = np.asarray(losses)  # waits for the call; Ctrl-C lands here, state untouched
