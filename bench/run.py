@@ -1,12 +1,16 @@
 """`make bench`: bnn's speed against the two anchors, measured in one run on one machine.
 
 Measures steady iterations per second of bnn's MLP and conv fits and of both anchors
-(`../shared/anchors`), bnn's graph compile time from a cold PyTensor cache, the peak resident
-memory of each process, and posterior predictive throughput. Writes `bench/results.json` and
-prints a markdown table with the ratios (absolute times on shared machines drift; ratios from
-one run hold).
+(`../shared/anchors`) in interleaved rounds (bnn, anchor, bnn, anchor, ...: a drift in the
+machine's load hits both, and the median of the per-round ratios cancels it), bnn's graph compile
+time from a cold compile cache, the peak resident memory of each process, and posterior
+predictive throughput. Every rate is timed inside its fit, past compile and warm-up, so it is the
+same from a cold cache as from a warm one. Where JAX sees a GPU it adds the GPU rows: bnn against
+`jax_mfvi.py` one step per call and with `SCAN=1`, and the shipped configs trained and evaluated
+end to end. Writes `bench/results.json` and prints a markdown table.
 
-usage: python bench/run.py [--mlp-iters N] [--conv-iters N] [--skip-anchors] [--backends jax,c]
+usage: python bench/run.py [--rounds N] [--mlp-iters N] [--conv-iters N] [--seed-iters N]
+                           [--gpu-iters N] [--skip-anchors] [--backends jax,c]
 """
 
 from __future__ import annotations
@@ -17,10 +21,12 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,18 +57,21 @@ def run_process(cmd: list[str], env: dict | None = None) -> tuple[str, float, fl
     return output, wall, usage.ru_maxrss / 1024
 
 
-def steady_rate(elbo_csv: Path, skip_fraction: float = 0.2) -> float:
-    """Iterations per second between the first logged row past `skip_fraction` of the fit and
-    the last row: compile and warm-up excluded."""
+def steady_rate(elbo_csv: Path, skip_fraction: float = 0.2, skip_iterations: int = 0) -> float:
+    """Iterations per second between the first logged row past `skip_fraction` of the fit (and
+    past `skip_iterations`: the first compiled call, whose compile the rows inside it share)
+    and the last row: compile and warm-up excluded, whether the caches were cold or warm."""
     with elbo_csv.open() as handle:
         rows = [(int(r["iteration"]), float(r["elapsed_s"])) for r in csv.DictReader(handle)]
     last_it = rows[-1][0]
-    first = next(r for r in rows if r[0] >= skip_fraction * last_it)
+    first = next(r for r in rows if r[0] >= max(skip_fraction * last_it, skip_iterations))
     return (last_it - first[0]) / (rows[-1][1] - first[1])
 
 
-def bnn_fit(config: str, iters: int, runs_dir: Path, backend: str) -> dict:
-    """A short `bnn train` from a cold compile cache; its steady rate, compile time, memory."""
+def bnn_fit(
+    config: str, iters: int, runs_dir: Path, backend: str, evaluate: bool = False, env=None
+) -> dict:
+    """A `bnn train` from a cold compile cache; its steady rate, compile time, memory, wall."""
     log_every = max(1, iters // 10)
     cmd = [
         sys.executable,
@@ -70,27 +79,29 @@ def bnn_fit(config: str, iters: int, runs_dir: Path, backend: str) -> dict:
         "bnn_cli.cli",
         "train",
         f"configs/{config}.yaml",
-        "--no-eval",
         "--runs-dir",
         str(runs_dir),
         "--data-dir",
         str(DATA),
         "--set",
-        f"inference.iterations={iters}",
-        "--set",
-        f"inference.eval_every={log_every * 10}",
-        "--set",
         f"inference.backend={backend}",
     ]
+    if not evaluate:  # a timing run; with evaluate: the shipped config as a user runs it
+        cmd += ["--no-eval", "--set", f"inference.iterations={iters}"]
+        cmd += ["--set", f"inference.eval_every={log_every * 10}"]
     with tempfile.TemporaryDirectory() as cache:
-        output, wall, rss = run_process(cmd, {"PYTENSOR_FLAGS": f"compiledir={cache}"})
+        output, wall, rss = run_process(
+            cmd, {"PYTENSOR_FLAGS": f"compiledir={cache}", **(env or {})}
+        )
     run_dir = Path(output.strip().splitlines()[-1])
     status = json.loads((run_dir / "status.json").read_text())
+    k = json.loads((run_dir / "meta.json").read_text())["pytensor"].get("steps_per_call", 1)
     return {
         "config": config,
         "backend": backend,
-        "iterations": iters,
-        "it_per_s": round(steady_rate(run_dir / "elbo.csv"), 3),
+        "iterations": status["iterations_done"],
+        "steps_per_call": k,
+        "it_per_s": round(steady_rate(run_dir / "elbo.csv", skip_iterations=k), 3),
         "compile_s": status["compile_s"],
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(rss),
@@ -125,109 +136,199 @@ def predictive_throughput(run_dir: str, draws: int = 100) -> dict:
     }
 
 
-def seed_anchor(short: int, long: int) -> dict:
-    """pymc_seed_mlp.py prints rates that include compile; two lengths give the steady rate."""
-    times = {}
-    rss = 0.0
-    for iters in (short, long):
-        output, _, peak = run_process(
-            [sys.executable, str(ANCHORS / "pymc_seed_mlp.py"), str(iters), str(DATA / "mnist")],
-            {"PYTENSOR_FLAGS": "floatX=float32"},
-        )
-        times[iters] = float(re.search(r"fit_s=([\d.]+)", output).group(1))
-        accuracy = float(re.search(r"test_acc=([\d.]+)", output).group(1))
-        rss = max(rss, peak)
+def seed_anchor(iters: int) -> dict:
+    """pymc_seed_mlp.py times its steady rate inside the fit (`steady_it/s`): right from a cold
+    or a warm compile cache alike. (Differencing two lengths of the whole script was not: the
+    short run compiled cold, the long one reused its cache.)"""
+    output, _, rss = run_process(
+        [sys.executable, str(ANCHORS / "pymc_seed_mlp.py"), str(iters), str(DATA / "mnist")],
+        {"PYTENSOR_FLAGS": "floatX=float32"},
+    )
     return {
-        "it_per_s": round((long - short) / (times[long] - times[short]), 3),
-        "fit_s": times,
-        "test_acc": accuracy,
+        "it_per_s": float(re.search(r"steady_it/s=([\d.]+)", output).group(1)),
+        "fit_s": float(re.search(r"fit_s=([\d.]+)", output).group(1)),
+        "test_acc": float(re.search(r"test_acc=([\d.]+)", output).group(1)),
         "peak_rss_mib": round(rss),
     }
 
 
-def jax_anchor(arch: str, iters: int) -> dict:
+def jax_anchor(arch: str, iters: int, scan: bool = False, env=None) -> dict:
+    script = str(ANCHORS / "jax_mfvi.py")
     output, _, rss = run_process(
-        [sys.executable, str(ANCHORS / "jax_mfvi.py"), arch, str(iters), "500", str(DATA / "mnist")]
+        [sys.executable, script, arch, str(iters), "500", str(DATA / "mnist")],
+        {"SCAN": "1" if scan else "0", **(env or {})},
     )
-    rates = [float(x) for x in re.findall(r"it/s=([\d.]+)", output)]
-    return {"it_per_s": rates[-1], "peak_rss_mib": round(rss)}
+    return {"it_per_s": marginal_rate(output), "peak_rss_mib": round(rss)}
+
+
+def marginal_rate(output: str) -> float:
+    """jax_mfvi.py's rate between its first and last report: its own it/s counts from the first
+    step, so with SCAN=1 it would include the compile of the 100-step call."""
+    reports = [
+        (int(it), float(train_s))
+        for it, train_s in re.findall(r"it=(\d+) train_s=([\d.]+)", output)
+    ]
+    (it0, t0), (it1, t1) = reports[0], reports[-1]
+    if it1 == it0 or t1 <= t0:
+        return float(re.findall(r"it/s=([\d.]+)", output)[-1])
+    return (it1 - it0) / (t1 - t0)
+
+
+def interleaved(rounds: int, measures: dict) -> dict:
+    """Each measure once per round, in turn, `rounds` times: a drift in the machine's load
+    hits bnn and its anchor alike, and the median of the per-round ratios cancels it."""
+    seen: dict = {name: [] for name in measures}
+    for r in range(rounds):
+        for name, measure in measures.items():
+            print(f"round {r + 1}/{rounds}: {name} ...", flush=True)
+            seen[name].append(measure())
+    return {
+        name: {
+            **results[0],
+            "it_per_s": median([x["it_per_s"] for x in results]),
+            "rounds": [x["it_per_s"] for x in results],
+        }
+        for name, results in seen.items()
+    }
+
+
+def median(values: list[float]) -> float:
+    return round(float(statistics.median(values)), 3)
+
+
+def ratio(results: dict, name: str, anchor: str) -> str:
+    """The median over rounds of bnn's rate over the anchor's in the same round."""
+    if name not in results or anchor not in results:
+        return "—"
+    pairs = zip(results[name]["rounds"], results[anchor]["rounds"], strict=False)
+    return f"{median([a / b for a, b in pairs]):.2f}x {anchor}"
+
+
+def jax_platform() -> str:
+    """`gpu` when JAX sees one (CUDA or ROCm), else `cpu`; `none` when JAX is missing."""
+    try:
+        output, _, _ = run_process(
+            [sys.executable, "-c", "import jax; print(jax.default_backend())"]
+        )
+    except RuntimeError:
+        return "none"
+    return output.strip().splitlines()[-1]
 
 
 def table(results: dict) -> str:
-    anchors = results.get("anchors", {})
-    rows = ["| measure | value | ratio |", "|---|---|---|"]
-
-    def ratio(a: float, key: str) -> str:
-        return f"{a / anchors[key]['it_per_s']:.2f}x {key}" if key in anchors else "—"
-
-    for backend, fits in results["bnn"].items():
-        mlp, conv = fits["mlp"]["it_per_s"], fits["conv"]["it_per_s"]
+    rows = ["| measure | value | ratio (median of per-round ratios) |", "|---|---|---|"]
+    for device in ("cpu", "gpu"):
+        rates = results.get(device)
+        if not rates:
+            continue
+        for name, fit in rates.items():
+            if not name.startswith("bnn"):
+                continue
+            arch = fit["config"]
+            anchors = [f"jax_{arch}", f"jax_{arch}_scan"] + (["pymc_seed_mlp"] * (arch == "mlp"))
+            ratios = ", ".join(r for r in (ratio(rates, name, a) for a in anchors) if r != "—")
+            label = f"{name} ({device}, K={fit.get('steps_per_call', 1)})"
+            rows.append(f"| {label}, steady it/s | {fit['it_per_s']:.2f} | {ratios} |")
+        for name, value in rates.items():
+            if not name.startswith("bnn"):
+                rows.append(
+                    f"| anchor {name} ({device}), steady it/s | {value['it_per_s']:.2f} | |"
+                )
+        for name, fit in rates.items():
+            if name.startswith("bnn"):
+                rows.append(
+                    f"| {name} ({device}): compile, cold cache | {fit['compile_s']:.1f} s | |"
+                )
+                rows.append(f"| {name} ({device}): peak RSS | {fit['peak_rss_mib']} MiB | |")
+    for name, fit in results.get("shipped", {}).items():
         rows.append(
-            f"| bnn mlp ({backend}), steady it/s | {mlp:.2f} | {ratio(mlp, 'jax_mlp')}, "
-            f"{ratio(mlp, 'pymc_seed_mlp')} |"
+            f"| {name}: train + evaluate, wall (compile included) | {fit['wall_s']:.1f} s | |"
         )
+    pred = results.get("predictive")
+    if pred:
         rows.append(
-            f"| bnn conv ({backend}), steady it/s | {conv:.2f} | {ratio(conv, 'jax_conv')} |"
+            f"| bnn mlp ({pred['backend']}): predictive, {pred['images']} images x "
+            f"{pred['draws']} draws | {pred['seconds']:.1f} s | |"
         )
-    for key, value in anchors.items():
-        rows.append(f"| anchor {key}, steady it/s | {value['it_per_s']:.2f} | |")
-    for backend, fits in results["bnn"].items():
-        for arch in ("mlp", "conv"):
-            fit = fits[arch]
-            rows.append(
-                f"| bnn {arch} ({backend}): compile, cold cache | {fit['compile_s']:.1f} s | |"
-            )
-            rows.append(f"| bnn {arch} ({backend}): peak RSS | {fit['peak_rss_mib']} MiB | |")
-    pred = results["predictive"]
-    rows.append(
-        f"| bnn mlp ({pred['backend']}): predictive, {pred['images']} images x "
-        f"{pred['draws']} draws | {pred['seconds']:.1f} s | |"
-    )
     return "\n".join(rows)
+
+
+CPU = {"JAX_PLATFORMS": "cpu"}  # the CPU rows stay CPU rows on a machine with a GPU
+
+
+def cpu_rates(args, runs_dir: Path) -> dict:
+    measures = {}
+    for arch, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
+        measures[f"bnn {arch}"] = partial(bnn_fit, arch, iters, runs_dir, "jax", env=CPU)
+        if not args.skip_anchors:
+            measures[f"jax_{arch}"] = partial(jax_anchor, arch, iters, env=CPU)
+    rates = interleaved(args.rounds, measures)
+    for backend in args.backends.split(","):
+        if backend != "jax":  # slow to compile: one round, its ratio against round one's anchor
+            for arch, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
+                print(f"bnn {arch} ({backend}) ...", flush=True)
+                fit = bnn_fit(arch, iters, runs_dir, backend)
+                rates[f"bnn {arch} {backend}"] = {**fit, "rounds": [fit["it_per_s"]]}
+    if not args.skip_anchors:
+        print("anchor pymc_seed_mlp ...", flush=True)
+        seed = seed_anchor(args.seed_iters)
+        rates["pymc_seed_mlp"] = {**seed, "rounds": [seed["it_per_s"]]}
+    return rates
+
+
+def gpu_rates(args, runs_dir: Path) -> tuple[dict, dict]:
+    """bnn against jax_mfvi.py one step per call and with SCAN=1 (100 steps per call), and the
+    shipped configs trained and evaluated end to end."""
+    measures = {}
+    for arch in ("mlp", "conv"):
+        measures[f"bnn {arch}"] = partial(bnn_fit, arch, args.gpu_iters, runs_dir, "jax")
+        measures[f"jax_{arch}"] = partial(jax_anchor, arch, args.gpu_iters // 5)
+        measures[f"jax_{arch}_scan"] = partial(jax_anchor, arch, args.gpu_iters * 2, scan=True)
+    rates = interleaved(args.rounds, measures)
+    shipped = {}
+    for arch in ("mlp", "conv"):
+        print(f"bnn train configs/{arch}.yaml (gpu, with evaluate) ...", flush=True)
+        shipped[f"bnn {arch} shipped config (gpu)"] = bnn_fit(
+            arch, 0, runs_dir, "jax", evaluate=True
+        )
+    return rates, shipped
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mlp-iters", type=int, default=400)
     parser.add_argument("--conv-iters", type=int, default=80)
+    parser.add_argument("--seed-iters", type=int, default=300)
+    parser.add_argument("--gpu-iters", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved bnn/anchor rounds")
     parser.add_argument("--skip-anchors", action="store_true")
     parser.add_argument(
-        "--backends", default="jax,c", help="bnn backends to time, the first also for prediction"
+        "--backends", default="jax,c", help="bnn backends to time on the CPU (jax always)"
     )
     args = parser.parse_args()
     if not (DATA / "mnist").is_dir():
         sys.exit(f"bench needs the MNIST files in {DATA / 'mnist'}")
+    platform_name = jax_platform()
     results: dict = {
         "machine": {
             "host": platform.node(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
+            "jax_platform": platform_name,
         },
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "bnn": {},
     }
     with tempfile.TemporaryDirectory() as runs_dir:
-        for backend in args.backends.split(","):
-            fits = results["bnn"][backend] = {}
-            for config, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
-                print(f"bnn {config} ({backend}): {iters} iterations ...", flush=True)
-                fits[config] = bnn_fit(config, iters, Path(runs_dir), backend)
-        first = next(iter(results["bnn"].values()))["mlp"]
-        print(f"bnn mlp ({first['backend']}): posterior predictive ...", flush=True)
+        results["cpu"] = cpu_rates(args, Path(runs_dir))
+        if platform_name == "gpu":
+            results["gpu"], results["shipped"] = gpu_rates(args, Path(runs_dir))
+        first = results["cpu"]["bnn mlp"]
+        print("bnn mlp (jax): posterior predictive ...", flush=True)
         results["predictive"] = {
-            "backend": first["backend"],
+            "backend": platform_name if platform_name == "gpu" else "jax",
             **predictive_throughput(first["run_dir"]),
         }
-    if not args.skip_anchors and ANCHORS.is_dir():
-        anchors = results["anchors"] = {}
-        print("anchor jax_mfvi mlp / conv ...", flush=True)
-        try:
-            anchors["jax_mlp"] = jax_anchor("mlp", args.mlp_iters)
-            anchors["jax_conv"] = jax_anchor("conv", args.conv_iters)
-        except RuntimeError as exc:  # JAX missing: report without that ratio
-            print(f"jax anchor skipped: {str(exc).splitlines()[-1]}", flush=True)
-        print("anchor pymc_seed_mlp ...", flush=True)
-        anchors["pymc_seed_mlp"] = seed_anchor(100, 300)
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 _BLAS_ROUTINES = (
     "sgemm dgemm sgemv dgemv sger dger sdot ddot saxpy daxpy scopy dcopy sscal dscal"
 ).split()
-_MODES = {"numba": "NUMBA", "jax": "JAX"}
+_MODES = {"numba": "NUMBA"}
 
 
 def openblas_ldflags() -> str | None:
@@ -54,6 +54,9 @@ def configure(float_x: str = "float32", backend: str = "c"):
     if backend == "jax":
         import jax
 
+        from bnn_cli.rewrites import jax_mode
+
         # JAX computes in 32 bits unless told otherwise; a float64 run must really be float64.
         jax.config.update("jax_enable_x64", float_x == "float64")
+        return jax_mode()
     return _MODES[backend]

@@ -61,6 +61,7 @@ class InferenceConfig:
     eval_every: int = 1000  # validation accuracy (posterior mean weights) this often
     backend: str = "jax"  # PyTensor backend: jax (XLA fuses the element-wise work), c or numba
     floatX: str = "float32"  # half the memory traffic of float64, same accuracy
+    steps_per_call: int = 0  # optimizer steps per compiled call; 0: the backend's default
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ POSITIVE = {
     "evaluate.val_draws",
     "inference.rho_lr_scale",
 }
-NON_NEGATIVE = {"seed"}
+NON_NEGATIVE = {"seed", "inference.steps_per_call"}
 MAX_SEED = 2**32 - 1  # PyMC and NumPy's legacy seeding refuse anything larger
 MAX_INT = 2**63 - 1  # every integer ends up in a NumPy int64 (sizes, counts)
 MAX_NAME = 100  # the name is part of the run directory's name (at most 255 bytes)
@@ -308,6 +309,12 @@ def _check_cross_fields(config: Config) -> None:
         raise ConfigError(
             f"evaluate.ood: '{data.dataset}' is the training set (data.dataset), not "
             "out-of-distribution data; list other datasets"
+        )
+    inference = config.inference
+    if inference.steps_per_call > 1 and inference.backend != "jax":
+        raise ConfigError(
+            f"inference.steps_per_call: got {inference.steps_per_call}, but several steps per "
+            f"call need inference.backend jax (got {inference.backend}); use 0 or 1"
         )
     if config.model.architecture == "conv":
         side = 28

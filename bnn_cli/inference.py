@@ -34,10 +34,11 @@ class FitState:
     rows: list[dict] = field(default_factory=list)  # elbo.csv rows
     started: float = field(default_factory=time.perf_counter)
     val_accuracy: float | None = None
+    clock: float | None = None  # set: the time of this iteration within a K-step call
 
     @property
     def elapsed(self) -> float:
-        return time.perf_counter() - self.started
+        return (self.clock or time.perf_counter()) - self.started
 
 
 def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.ADVI:
@@ -93,12 +94,9 @@ def learning_rate_at(settings: InferenceConfig, iteration: int) -> float:
     return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def compile_step(
-    advi: pm.ADVI, settings: InferenceConfig, mode: str | None, feed: Callable[[], None]
-) -> Callable[[], float]:
-    """One optimizer step: feed the next minibatch, set the scheduled learning rate, then the
-    compiled function samples the weights, takes the step and returns the loss (negative ELBO
-    estimate)."""
+def compile_step_function(advi: pm.ADVI, settings: InferenceConfig, mode: str | None):
+    """PyMC's compiled step (sample the weights, take the optimizer step, return the loss) and
+    its step sizes: {shared scalar: multiple of the scheduled learning rate}."""
     learning_rate = pytensor.shared(
         np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
     )
@@ -107,14 +105,24 @@ def compile_step(
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
     )
+    return step_fn, {learning_rate: 1.0}
+
+
+def compile_step(
+    advi: pm.ADVI, settings: InferenceConfig, mode: str | None, feed: Callable[[], None]
+) -> Callable[[], float]:
+    """One optimizer step: feed the next minibatch, set the scheduled learning rate, then the
+    compiled function samples the weights, takes the step and returns the loss (negative ELBO
+    estimate)."""
+    step_fn, rates = compile_step_function(advi, settings, mode)
     done = 0
 
     def step() -> float:
         nonlocal done
         feed()
-        learning_rate.set_value(
-            np.asarray(learning_rate_at(settings, done), dtype=learning_rate.dtype)
-        )
+        for rate, multiple in rates.items():
+            value = learning_rate_at(settings, done) * multiple
+            rate.set_value(np.asarray(value, dtype=rate.dtype))
         done += 1
         return step_fn()
 
@@ -187,17 +195,21 @@ def run_fit(
         loss = float(step())
         state.iteration = i + 1
         if not math.isfinite(loss):
-            raise FitFailed(
-                f"the loss became {loss} at iteration {i + 1}: the fit diverged. Lower "
-                f"inference.learning_rate (now {settings.learning_rate}) or "
-                f"inference.start_sigma (now {settings.start_sigma}) and train again"
-            )
+            raise diverged(settings, loss, i + 1)
         state.losses.append(loss)
         if on_step:
             on_step(state, loss)
         if state.iteration % settings.eval_every == 0 or state.iteration == settings.iterations:
             on_eval(state)
     return state
+
+
+def diverged(settings: InferenceConfig, loss: float, iteration: int) -> FitFailed:
+    return FitFailed(
+        f"the loss became {loss} at iteration {iteration}: the fit diverged. Lower "
+        f"inference.learning_rate (now {settings.learning_rate}) or "
+        f"inference.start_sigma (now {settings.start_sigma}) and train again"
+    )
 
 
 def smoothed_loss(losses: list[float], window: int = 100) -> float:

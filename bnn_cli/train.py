@@ -130,7 +130,7 @@ def mark_ended(run_dir: Path, state: str, **fields) -> None:
 
 def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
     """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
-    from bnn_cli import diagnostics, inference, runs
+    from bnn_cli import diagnostics, inference, multistep, runs
     from bnn_cli.models.build import build_model
     from bnn_cli.predict import compile_predict
 
@@ -139,7 +139,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     model = build_model(config, splits.x_train, splits.y_train)
     advi = inference.make_advi(model, settings, config.seed)
     feeder = inference.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
-    step = inference.compile_step(advi, settings, mode, feeder)
+    fit = multistep.compile_fit(advi, settings, mode, feeder)
     predict_fn = compile_predict(config.model, mode)
     compile_s = time.perf_counter() - t0
     logger.info("model built and compiled in %.1f s", compile_s)
@@ -198,7 +198,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
             "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
         )
         try:
-            inference.run_fit(step, settings, state, on_eval=on_eval, on_step=on_step)
+            fit(state, on_eval=on_eval, on_step=on_step)
         except KeyboardInterrupt:
             with signals_held():
                 checkpoint(state)
@@ -326,6 +326,7 @@ def make_progress(console: Console) -> Progress:
 def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
     import pytensor
 
+    from bnn_cli.multistep import steps_per_call
     from bnn_cli.versions import installed_versions, lock_status
 
     return {
@@ -348,6 +349,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
             "floatX": pytensor.config.floatX,
             "backend": config.inference.backend,
             "blas_ldflags": pytensor.config.blas__ldflags,
+            "steps_per_call": steps_per_call(config.inference),
         },
         "started": utc_now(),
     }

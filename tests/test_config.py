@@ -86,6 +86,15 @@ def test_unknown_key_suggests_the_closest(tmp_path):
         ("data: {train_size: 55000}", "data.train_size + data.val_size = 65000 exceeds the 60000"),
         ("model: {architecture: conv, filters: [8, 8, 8], kernel_size: 5}", "conv block 3 leaves"),
         ("data: 3", "'data' must be a mapping, got int 3"),
+        (
+            "inference: {steps_per_call: -1}",
+            "inference.steps_per_call: got -1, expected a value of 0 or more",
+        ),
+        (
+            "inference: {steps_per_call: 10, backend: c}",
+            "inference.steps_per_call: got 10, but several steps per call need inference.backend "
+            "jax (got c); use 0 or 1",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(tmp_path, text, expected):

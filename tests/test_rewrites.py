@@ -1,10 +1,12 @@
-"""The float32 normal rewrite: same distribution, float32 all the way, seeded, opt-in."""
+"""The float32 normal rewrite (same distribution, float32 all the way, seeded, opt-in) and the
+flat-gradient join (the same gradient, one join instead of a chain of increments)."""
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
+from pytensor.compile.mode import get_default_mode
 
-from bnn_cli.rewrites import Float32NormalRV, c_mode
+from bnn_cli.rewrites import JOIN_TAG, Float32NormalRV, c_mode
 
 
 def draw_fn(dtype: str, seed: int, mode):
@@ -33,3 +35,30 @@ def test_loc_and_scale_are_applied():
     x = pt.random.normal(np.float32(3), np.float32(2), size=(100_000,), rng=rng, dtype="float32")
     draws = pytensor.function([], x, mode=c_mode())()
     assert abs(draws.mean() - 3) < 0.05 and abs(draws.std() - 2) < 0.05
+
+
+def flat_gradient(mode, slices):
+    """The gradient of a flat vector sliced into tensors, as PyMC's mean-field uses it."""
+    flat = pt.vector("flat", shape=(10,), dtype="float32")
+    loss = sum(((k + 1) * flat[a:b] ** 2).sum() for k, (a, b) in enumerate(slices))
+    return pytensor.function([flat], pytensor.grad(loss, flat), mode=mode)
+
+
+def test_a_flat_gradient_of_disjoint_slices_is_one_join():
+    slices = [(0, 4), (4, 5), (7, 10)]  # 5:7 unused: its gradient is zero
+    value = np.arange(10, dtype="float32")
+    plain = flat_gradient("FAST_RUN", slices)
+    joined = flat_gradient(get_default_mode().including(JOIN_TAG), slices)
+    ops = {type(node.op).__name__ for node in joined.maker.fgraph.apply_nodes}
+    assert "Join" in ops and "IncSubtensor" not in ops
+    assert "IncSubtensor" in {type(node.op).__name__ for node in plain.maker.fgraph.apply_nodes}
+    np.testing.assert_array_equal(joined(value), plain(value))
+    assert joined(value)[5:7].tolist() == [0, 0]
+
+
+def test_overlapping_slices_still_add_up():
+    slices = [(0, 6), (4, 10)]
+    value = np.arange(10, dtype="float32")
+    joined = flat_gradient(get_default_mode().including(JOIN_TAG), slices)
+    np.testing.assert_array_equal(joined(value), flat_gradient("FAST_RUN", slices)(value))
+    assert "Join" not in {type(node.op).__name__ for node in joined.maker.fgraph.apply_nodes}

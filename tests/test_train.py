@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import inference, runs
+from bnn_cli import inference, multistep, runs
 from bnn_cli.config import load_config
 from bnn_cli.train import train
 
@@ -96,11 +96,15 @@ def test_same_config_and_seed_give_the_same_parameters(real_data_dir, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("k", "saved"), [(1, 25), (10, 20)])
 def test_interrupted_fit_saves_parameters_and_says_interrupted(
-    real_data_dir, tmp_path, monkeypatch
+    real_data_dir, tmp_path, monkeypatch, k, saved
 ):
-    config = load_config(ROOT / "configs" / "smoke.yaml", TINY)
+    """Ctrl-C during iteration 26: one step per call stops there; with 10 steps per call the
+    call in flight is dropped and the parameters after iteration 20 are saved."""
+    config = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, f"inference.steps_per_call={k}"])
     real_run_fit = inference.run_fit
+    real_call = multistep.MultiStep.__call__
 
     def interrupted_fit(step, settings, state, on_eval, on_step=None):
         def step_then_interrupt():
@@ -110,13 +114,20 @@ def test_interrupted_fit_saves_parameters_and_says_interrupted(
 
         return real_run_fit(step_then_interrupt, settings, state, on_eval, on_step)
 
+    def interrupted_call(self, start):
+        if start == 20:
+            raise KeyboardInterrupt
+        return real_call(self, start)
+
     monkeypatch.setattr(inference, "run_fit", interrupted_fit)
+    monkeypatch.setattr(multistep.MultiStep, "__call__", interrupted_call)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path, str(real_data_dir), quiet())
     (run_dir,) = runs.list_runs(tmp_path)
     status = runs.read_status(run_dir)
-    assert status["state"] == "interrupted" and status["iterations_done"] == 25
+    assert status["state"] == "interrupted" and status["iterations_done"] == saved
     assert "mu/out_w" in np.load(run_dir / "approx.npz").files
+    assert json.loads((run_dir / "meta.json").read_text())["pytensor"]["steps_per_call"] == k
     with pytest.raises(Exception, match="interrupted, not complete"):
         runs.load_run(run_dir)
     assert runs.load_run(run_dir, allow_incomplete=True).status["state"] == "interrupted"

@@ -1,0 +1,67 @@
+"""`make bench`'s figures: the same from a cold compile cache as from a warm one, and ratios
+from interleaved rounds."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+
+
+def elbo_csv(path: Path, compile_s: float, k: int, rate: float = 10.0) -> Path:
+    """What a K-step fit logs: the rows inside a call are stamped evenly over it, so the first
+    call's rows share its compile."""
+    lines = ["iteration,loss,elapsed_s,val_accuracy"]
+    for i in range(10, 410, 10):
+        elapsed = (compile_s + k / rate) * i / k if i <= k else compile_s + i / rate
+        lines.append(f"{i},1.0,{elapsed:.6f},")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("compile_s", [0.5, 60.0], ids=["warm", "cold"])
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_bnn_steady_rate_leaves_the_first_call_and_its_compile_out(tmp_path, compile_s, k):
+    path = elbo_csv(tmp_path / "elbo.csv", compile_s, k)
+    assert bench.steady_rate(path, skip_iterations=k) == pytest.approx(10.0, rel=1e-3)
+    if k == 100 and compile_s == 60.0:  # from row 80, inside the first call: compile counted
+        assert bench.steady_rate(path) < 8
+
+
+SEED_COLD = "pymc-seed-mlp floatX=float32 iters=300 fit_s=95.2 it/s=3.15 steady_it/s=9.04 "
+SEED_WARM = "pymc-seed-mlp floatX=float32 iters=300 fit_s=40.1 it/s=7.48 steady_it/s=9.11 "
+
+
+@pytest.mark.parametrize("line", [SEED_COLD, SEED_WARM], ids=["cold", "warm"])
+def test_the_seed_anchor_rate_is_the_one_timed_inside_its_fit(monkeypatch, line):
+    monkeypatch.setattr(bench, "run_process", lambda cmd, env=None: (line + "test_acc=0.97", 1, 9))
+    result = bench.seed_anchor(300)
+    assert 9.0 < result["it_per_s"] < 9.2 and result["test_acc"] == 0.97
+
+
+SCAN_OUTPUT = """device=gpu arch=mlp batch=500 compile+1st step 3.1s
+it=4001 train_s=4.2 it/s=952.1 loss=1 test_acc=0.97
+it=8001 train_s=5.6 it/s=1428.4 loss=1 test_acc=0.98
+it=12001 train_s=7.0 it/s=1714.1 loss=1 test_acc=0.98
+"""
+
+
+def test_the_jax_anchor_rate_leaves_its_first_compiled_call_out():
+    # Its own it/s counts from step one, with the 100-step call's compile: 1714 it/s here.
+    assert bench.marginal_rate(SCAN_OUTPUT) == pytest.approx(8000 / 2.8)
+
+
+def test_ratios_are_medians_of_per_round_ratios():
+    results = {
+        "bnn mlp": {"rounds": [10.0, 5.0, 9.0]},  # the machine got busy in round two
+        "jax_mlp": {"rounds": [10.0, 5.0, 10.0]},
+    }
+    assert bench.ratio(results, "bnn mlp", "jax_mlp") == "1.00x jax_mlp"
+    assert bench.ratio(results, "bnn mlp", "missing") == "—"
+    measured = iter([{"it_per_s": 3.0}, {"it_per_s": 1.0}, {"it_per_s": 2.0}])
+    summary = bench.interleaved(3, {"a": lambda: next(measured)})
+    assert summary["a"]["it_per_s"] == 2.0 and summary["a"]["rounds"] == [3.0, 1.0, 2.0]
