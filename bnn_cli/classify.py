@@ -8,8 +8,6 @@ threshold is computed once per number of draws and cached in `<run>/uncertainty_
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -17,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
-from bnn_cli import atomic, metrics
+from bnn_cli import atomic, metrics, tables
 from bnn_cli.api import TrainedRun, load_run
 from bnn_cli.errors import BnnError, DataError, RunError
 from bnn_cli.images import NamedImage, read_images
+from bnn_cli.tables import Column, Tabular, value
 
 logger = logging.getLogger(__name__)
 
@@ -148,43 +145,37 @@ def read_threshold_cache(run_dir: Path) -> dict[str, float]:
         return {}
 
 
-def print_answers(prediction: Prediction, fmt: str, console: Console) -> None:
-    """`fmt`: "table" (rich), "json" or "csv", to `console`."""
-    rows = [asdict(answer) for answer in prediction.answers]
-    if fmt == "json":
-        document = {
-            "run": str(prediction.run),
-            "draws": prediction.draws,
-            "uncertain_above_entropy": prediction.threshold,
-            "coverage": COVERAGE,
-            "images": rows,
-        }
-        console.print(json.dumps(document, indent=2), soft_wrap=True, highlight=False, markup=False)
-    elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        console.print(buffer.getvalue(), end="", soft_wrap=True, highlight=False, markup=False)
-    else:
-        console.print(answer_table(prediction))
-
-
-def answer_table(prediction: Prediction) -> Table:
-    table = Table(
-        caption=f"{prediction.draws} posterior draws; uncertain: predictive entropy above "
+def answer_tabular(prediction: Prediction) -> Tabular:
+    """The answers as a table: one row per image, raw values in csv."""
+    columns = [
+        Column("image", value("image"), no_wrap=True),
+        Column("class", value("predicted"), right=True),
+        Column("probability", value("probability", "{:.3f}".format), right=True),
+        Column("entropy", value("entropy", "{:.3f}".format), right=True),
+        Column("mutual info", value("mutual_information", "{:.3f}".format), right=True),
+        Column("uncertain", value("uncertain", lambda flag: "yes" if flag else "no"), right=True),
+    ]
+    title = (
+        f"{prediction.draws} posterior draws; uncertain: predictive entropy above "
         f"{prediction.threshold:.3f} nats, which {COVERAGE:.0%} of the run's validation images "
-        "fall below",
+        "fall below"
     )
-    for name in ("image", "class", "probability", "entropy", "mutual info", "uncertain"):
-        table.add_column(name, justify="left" if name == "image" else "right")
-    for a in prediction.answers:
-        table.add_row(
-            Text(a.image),  # a file name is not markup
-            str(a.predicted),
-            f"{a.probability:.3f}",
-            f"{a.entropy:.3f}",
-            f"{a.mutual_information:.3f}",
-            "[bold red]yes[/]" if a.uncertain else "no",
-        )
-    return table
+    records = [asdict(answer) for answer in prediction.answers]
+    return Tabular("images", title, columns, list(COLUMNS), records)
+
+
+def print_answers(prediction: Prediction, fmt: str, console: Console) -> None:
+    """`fmt`: one of `tables.FORMATS`. json is one document: the run, the draws and the
+    threshold, with the answers under "images"."""
+    tab = answer_tabular(prediction)
+    if fmt != "json":
+        tables.emit(console, [tab], fmt)
+        return
+    document = {
+        "run": str(prediction.run),
+        "draws": prediction.draws,
+        "uncertain_above_entropy": prediction.threshold,
+        "coverage": COVERAGE,
+        "images": tables.json_records(tab),
+    }
+    console.print(json.dumps(document, indent=2), soft_wrap=True, highlight=False, markup=False)

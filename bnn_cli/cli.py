@@ -36,10 +36,8 @@ def _runs_dir(value: str | None) -> Path:
 
 
 RUNS_DIR_HELP = "Where runs are written. Default: $BNN_RUNS_DIR, else ./runs."
-DATA_DIR_HELP = (
-    "Where datasets are read from and stored (DIR/<dataset>/). Default: $BNN_DATA_DIR, else "
-    "$XDG_CACHE_HOME/bnn or ~/.cache/bnn."
-)
+DATA_DIR_DEFAULT = "Default: $BNN_DATA_DIR, else $XDG_CACHE_HOME/bnn or ~/.cache/bnn."
+DATA_DIR_HELP = f"Where datasets are read from and stored (DIR/<dataset>/). {DATA_DIR_DEFAULT}"
 
 
 def _dir_option(name: str, help: str):
@@ -53,7 +51,7 @@ def _format_option(what: str):
         type=click.Choice(FORMATS),
         default="table",
         show_default=True,
-        help=f"How {what} is printed: table (fits a terminal; sized to its content in a pipe or "
+        help=f"Output format of {what}: table (fits a terminal; sized to its content in a pipe or "
         "a log, never cut), markdown (pastes into an issue or a README), csv or json (for "
         "scripts: raw values).",
     )
@@ -231,26 +229,29 @@ def evaluate(
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "bnn predict runs/<id> digit.png scan.jpg",
+        "bnn predict runs/<id> batch.npy --draws 200 --format csv > answers.csv",
+    )
+)
 @click.argument("run_dir", type=click.Path())
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path())
 @click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@_format_option("the answers")
 @click.option(
     "--keep-going", is_flag=True, help="Answer the readable images when some cannot be read."
 )
-@click.option(
+@_dir_option(
     "--data-dir",
-    type=click.Path(file_okay=False),
-    help="Where the run's dataset is (its validation images set the 'uncertain' threshold).",
+    "Where the run's dataset is read from (DIR/<dataset>/; its validation images set the "
+    f"'uncertain' threshold). {DATA_DIR_DEFAULT}",
 )
 def predict(
     run_dir: str,
     images: tuple[str, ...],
     draws: int | None,
-    as_json: bool,
-    as_csv: bool,
+    fmt: str,
     keep_going: bool,
     data_dir: str | None,
 ) -> None:
@@ -272,8 +273,6 @@ def predict(
     """
     from bnn_cli.classify import predict_files, print_answers
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv cannot be used together")
     prediction = predict_files(
         Path(run_dir),
         [Path(p) for p in images],
@@ -284,7 +283,7 @@ def predict(
     )
     for message in prediction.errors:
         print(f"error: {message}", file=sys.stderr)
-    print_answers(prediction, "json" if as_json else "csv" if as_csv else "table", out_console)
+    print_answers(prediction, fmt, out_console)
     if prediction.errors:
         raise DataError(
             f"{len(prediction.errors)} of {len(images)} files could not be read (see above)"

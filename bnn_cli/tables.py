@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 FORMATS = ("table", "markdown", "csv", "json")
 DASH = "—"
@@ -62,7 +63,8 @@ def rich_table(tab: Tabular) -> Table:
         justify = "right" if column.right else "left"
         table.add_column(column.header, justify=justify, style=column.style, no_wrap=column.no_wrap)
     for record, cells in zip(tab.records, tab.cells(), strict=True):
-        table.add_row(*cells, style="dim" if tab.dim(record) else None)
+        # Cells are text, not markup: a run or file name like "a[bold].png" stays as it is.
+        table.add_row(*map(Text, cells), style="dim" if tab.dim(record) else None)
     return table
 
 

@@ -61,7 +61,7 @@ def pictures(tiny_run, tmp_path_factory) -> tuple[list[Path], np.ndarray]:
 @pytest.mark.slow
 def test_predict_real_digits_saved_as_pictures(tiny_run, pictures):
     paths, labels = pictures
-    result = bnn("predict", tiny_run, *paths, "--json", "--data-dir", REAL_DATA_DIR)
+    result = bnn("predict", tiny_run, *paths, "--format", "json", "--data-dir", REAL_DATA_DIR)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["run"] == str(tiny_run) and document["draws"] == 8
@@ -125,7 +125,15 @@ def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path):
     assert stopped.stderr.strip() == f"error: '{bad[0]}' is empty (0 bytes)"
 
     kept = bnn(
-        "predict", tiny_run, good, *bad, "--csv", "--keep-going", "--data-dir", REAL_DATA_DIR
+        "predict",
+        tiny_run,
+        good,
+        *bad,
+        "--format",
+        "csv",
+        "--keep-going",
+        "--data-dir",
+        REAL_DATA_DIR,
     )
     assert kept.returncode == 3
     rows = list(csv.DictReader(io.StringIO(kept.stdout)))
@@ -146,13 +154,15 @@ def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path):
 
 
 def test_usage_and_run_errors(tmp_path):
-    both = bnn("predict", tmp_path, "x.png", "--json", "--csv")
-    assert both.returncode == 2 and "--json and --csv cannot be used together" in both.stderr
+    unknown = bnn("predict", tmp_path, "x.png", "--format", "yaml")
+    assert unknown.returncode == 2 and unknown.stderr.startswith("error: invalid value")
     missing = bnn("predict", tmp_path / "no-run", "x.png")
     assert missing.returncode == 4
     assert missing.stderr.strip() == f"error: run directory '{tmp_path / 'no-run'}' not found"
     no_images = bnn("predict", tmp_path)
-    assert no_images.returncode == 2 and "Missing argument 'IMAGE...'" in no_images.stderr
+    assert no_images.returncode == 2 and no_images.stderr == (
+        "error: missing argument 'IMAGE...' (see 'bnn predict --help')\n"
+    )
 
 
 def test_help_says_how_pictures_are_prepared():
@@ -172,7 +182,7 @@ PREDICTION = Prediction(
 )
 
 
-def test_csv_table_and_json_formats():
+def test_every_format():
     def render(fmt: str) -> str:
         buffer = io.StringIO()
         print_answers(PREDICTION, fmt, Console(file=buffer, width=120))
@@ -194,3 +204,5 @@ def test_csv_table_and_json_formats():
     }
     table = render("table")
     assert "a[1].png" in table and "0.500 nats" in table and "yes" in table
+    markdown = render("markdown").splitlines()
+    assert "| a[1].png | 7 | 0.900 | 0.300 | 0.010 | no |" in markdown

@@ -40,7 +40,7 @@ def option_help(command: str, option: str) -> str:
 
 
 def test_every_command_is_covered():
-    assert COMMANDS == ["compare", "download-mnist", "evaluate", "sweep", "train"]
+    assert COMMANDS == ["compare", "download-mnist", "evaluate", "predict", "sweep", "train"]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
