@@ -10,7 +10,7 @@ same from a cold cache as from a warm one. Where JAX sees a GPU it adds the GPU 
 end to end. Writes `bench/results.json` and prints a markdown table.
 
 usage: python bench/run.py [--rounds N] [--mlp-iters N] [--conv-iters N] [--seed-iters N]
-                           [--gpu-iters N] [--skip-anchors] [--backends jax,c]
+                           [--gpu-iters N] [--cpu-k K] [--skip-anchors] [--backends jax,c]
 """
 
 from __future__ import annotations
@@ -69,9 +69,16 @@ def steady_rate(elbo_csv: Path, skip_fraction: float = 0.2, skip_iterations: int
 
 
 def bnn_fit(
-    config: str, iters: int, runs_dir: Path, backend: str, evaluate: bool = False, env=None
+    config: str,
+    iters: int,
+    runs_dir: Path,
+    backend: str,
+    evaluate: bool = False,
+    env=None,
+    steps_per_call: int = 0,
 ) -> dict:
-    """A `bnn train` from a cold compile cache; its steady rate, compile time, memory, wall."""
+    """A `bnn train` from a cold compile cache; its steady rate, compile time, memory, wall.
+    `steps_per_call` 0 is the backend's default K."""
     log_every = max(1, iters // 10)
     cmd = [
         sys.executable,
@@ -89,6 +96,8 @@ def bnn_fit(
     if not evaluate:  # a timing run; with evaluate: the shipped config as a user runs it
         cmd += ["--no-eval", "--set", f"inference.iterations={iters}"]
         cmd += ["--set", f"inference.eval_every={log_every * 10}"]
+    if steps_per_call:
+        cmd += ["--set", f"inference.steps_per_call={steps_per_call}"]
     with tempfile.TemporaryDirectory() as cache:
         output, wall, rss = run_process(
             cmd, {"PYTENSOR_FLAGS": f"compiledir={cache}", **(env or {})}
@@ -227,7 +236,7 @@ def table(results: dict) -> str:
             arch = fit["config"]
             anchors = [f"jax_{arch}", f"jax_{arch}_scan"] + (["pymc_seed_mlp"] * (arch == "mlp"))
             ratios = ", ".join(r for r in (ratio(rates, name, a) for a in anchors) if r != "—")
-            label = f"{name} ({device}, K={fit.get('steps_per_call', 1)})"
+            label = f"{name.split(' K=')[0]} ({device}, K={fit.get('steps_per_call', 1)})"
             rows.append(f"| {label}, steady it/s | {fit['it_per_s']:.2f} | {ratios} |")
         for name, value in rates.items():
             if not name.startswith("bnn"):
@@ -260,6 +269,10 @@ def cpu_rates(args, runs_dir: Path) -> dict:
     measures = {}
     for arch, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
         measures[f"bnn {arch}"] = partial(bnn_fit, arch, iters, runs_dir, "jax", env=CPU)
+        if arch == "mlp" and args.cpu_k > 1:  # the evidence for the CPU's default K
+            measures[f"bnn mlp K={args.cpu_k}"] = partial(
+                bnn_fit, arch, iters, runs_dir, "jax", env=CPU, steps_per_call=args.cpu_k
+            )
         if not args.skip_anchors:
             measures[f"jax_{arch}"] = partial(jax_anchor, arch, iters, env=CPU)
     rates = interleaved(args.rounds, measures)
@@ -300,6 +313,9 @@ def main() -> None:
     parser.add_argument("--conv-iters", type=int, default=80)
     parser.add_argument("--seed-iters", type=int, default=300)
     parser.add_argument("--gpu-iters", type=int, default=10000)
+    parser.add_argument(
+        "--cpu-k", type=int, default=10, help="also time the CPU MLP at K steps per call (0: no)"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bnn/anchor rounds")
     parser.add_argument("--skip-anchors", action="store_true")
     parser.add_argument(

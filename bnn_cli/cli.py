@@ -229,6 +229,14 @@ def evaluate(
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
+def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
+    """--json / --csv as short for --format; two different formats asked for is a usage error."""
+    asked = {fmt} - {"table"} | ({"json"} if as_json else set()) | ({"csv"} if as_csv else set())
+    if len(asked) > 1:
+        raise click.UsageError(f"choose one output format, not {' and '.join(sorted(asked))}")
+    return asked.pop() if asked else "table"
+
+
 @cli.command(
     epilog=_examples(
         "bnn predict runs/<id> digit.png scan.jpg",
@@ -239,6 +247,8 @@ def evaluate(
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path())
 @click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
 @_format_option("the answers")
+@click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
+@click.option("--csv", "as_csv", is_flag=True, help="Short for --format csv.")
 @click.option(
     "--keep-going", is_flag=True, help="Answer the readable images when some cannot be read."
 )
@@ -252,6 +262,8 @@ def predict(
     images: tuple[str, ...],
     draws: int | None,
     fmt: str,
+    as_json: bool,
+    as_csv: bool,
     keep_going: bool,
     data_dir: str | None,
 ) -> None:
@@ -273,6 +285,7 @@ def predict(
     """
     from bnn_cli.classify import predict_files, print_answers
 
+    fmt = _format_shorthand(fmt, as_json=as_json, as_csv=as_csv)
     prediction = predict_files(
         Path(run_dir),
         [Path(p) for p in images],

@@ -61,7 +61,7 @@ def pictures(tiny_run, tmp_path_factory) -> tuple[list[Path], np.ndarray]:
 @pytest.mark.slow
 def test_predict_real_digits_saved_as_pictures(tiny_run, pictures):
     paths, labels = pictures
-    result = bnn("predict", tiny_run, *paths, "--format", "json", "--data-dir", REAL_DATA_DIR)
+    result = bnn("predict", tiny_run, *paths, "--json", "--data-dir", REAL_DATA_DIR)
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
     assert document["run"] == str(tiny_run) and document["draws"] == 8
@@ -156,6 +156,9 @@ def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path):
 def test_usage_and_run_errors(tmp_path):
     unknown = bnn("predict", tmp_path, "x.png", "--format", "yaml")
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: invalid value")
+    both = bnn("predict", tmp_path, "x.png", "--json", "--csv")
+    assert both.returncode == 2
+    assert both.stderr.startswith("error: choose one output format, not csv and json (")
     missing = bnn("predict", tmp_path / "no-run", "x.png")
     assert missing.returncode == 4
     assert missing.stderr.strip() == f"error: run directory '{tmp_path / 'no-run'}' not found"
