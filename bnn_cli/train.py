@@ -148,6 +148,13 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     window_start = diagnostics.window_start(settings.iterations)
     tracked: dict = {"rows": [], "window": None}  # diagnostics.csv rows, the window's snapshot
 
+    def track_tensors(iteration: int, arrays: dict) -> None:
+        for name, summary in diagnostics.tensor_summaries(arrays).items():
+            tracked["rows"].append({"iteration": iteration, "tensor": name, **rounded(summary)})
+
+    # Where the approximation starts (start_sigma), so the curves show the whole way from there.
+    track_tensors(0, inference.mean_field_params(advi.approx))
+
     def checkpoint(state: inference.FitState, status: str = "running") -> None:
         arrays = inference.mean_field_params(advi.approx)
         atomic.atomic_write_npz(run_dir / "approx.npz", arrays)
@@ -183,10 +190,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
             state.rows.append(elbo_row(state, log_every))
         state.rows[-1].update(rounded(found))
-        for name, summary in diagnostics.tensor_summaries(arrays).items():
-            tracked["rows"].append(
-                {"iteration": state.iteration, "tensor": name, **rounded(summary)}
-            )
+        track_tensors(state.iteration, arrays)
         progress.update(
             task,
             val=f"{found['val_accuracy']:.2%} nll {found['val_nll']:.4f} mi {found['val_mi']:.4f}",
