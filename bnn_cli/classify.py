@@ -178,4 +178,4 @@ def print_answers(prediction: Prediction, fmt: str, console: Console) -> None:
         "coverage": COVERAGE,
         "images": tables.json_records(tab),
     }
-    console.print(json.dumps(document, indent=2), soft_wrap=True, highlight=False, markup=False)
+    tables.print_plain(console, json.dumps(document, indent=2) + "\n")

@@ -100,17 +100,17 @@ def emit(console: Console, tabs: list[Tabular], fmt: str) -> None:
             print_table(console, rich_table(tab))
     elif fmt == "markdown":
         parts = [f"**{tab.title}**\n\n{markdown_table(tab)}" for tab in tabs]
-        _print_plain(console, "\n".join(parts))
+        print_plain(console, "\n".join(parts))
     elif fmt == "csv":
         (tab,) = tabs
-        _print_plain(console, csv_text(tab))
+        print_plain(console, csv_text(tab))
     elif fmt == "json":
         data = (
             json_records(tabs[0])
             if len(tabs) == 1
             else {tab.name: json_records(tab) for tab in tabs}
         )
-        _print_plain(console, json.dumps(data, indent=2) + "\n")
+        print_plain(console, json.dumps(data, indent=2) + "\n")
     else:
         raise ValueError(f"unknown table format {fmt!r}; valid: {', '.join(FORMATS)}")
 
@@ -130,6 +130,6 @@ def print_table(console: Console, table: Table) -> None:
         console.width = saved
 
 
-def _print_plain(console: Console, text: str) -> None:
+def print_plain(console: Console, text: str) -> None:
     """Text for machines: no markup, no highlighting, no wrapping."""
     console.print(text, end="", markup=False, highlight=False, emoji=False, soft_wrap=True)

@@ -181,6 +181,7 @@ PREDICTION = Prediction(
     answers=[
         Answer("a[1].png", 7, 0.9, 0.3, 0.01, False),
         Answer("b.png", 1, 0.4, 1.2, 0.2, True),
+        Answer("c:smile:.png", 3, 0.5, 0.9, 0.1, False),
     ],
 )
 
@@ -195,8 +196,10 @@ def test_every_format():
         "image,predicted,probability,entropy,mutual_information,uncertain",
         "a[1].png,7,0.9,0.3,0.01,False",
         "b.png,1,0.4,1.2,0.2,True",
+        "c:smile:.png,3,0.5,0.9,0.1,False",
     ]
     document = json.loads(render("json"))
+    assert document["images"][2]["image"] == "c:smile:.png"  # a name, not an emoji code
     assert document["images"][1] == {
         "image": "b.png",
         "predicted": 1,
