@@ -153,7 +153,12 @@ def answer_tabular(prediction: Prediction) -> Tabular:
         Column("probability", value("probability", "{:.3f}".format), right=True),
         Column("entropy", value("entropy", "{:.3f}".format), right=True),
         Column("mutual info", value("mutual_information", "{:.3f}".format), right=True),
-        Column("uncertain", value("uncertain", lambda flag: "yes" if flag else "no"), right=True),
+        Column(
+            "uncertain",
+            value("uncertain", lambda flag: "yes" if flag else "no"),
+            right=True,
+            cell_style=lambda record: "bold red" if record["uncertain"] else None,
+        ),
     ]
     title = (
         f"{prediction.draws} posterior draws; uncertain: predictive entropy above "

@@ -33,6 +33,8 @@ class Column:
     right: bool = False  # numbers are right-aligned
     style: str | None = None  # in the terminal only
     no_wrap: bool = False  # e.g. a run's name: whole on one line even in a narrow terminal
+    # a style for one cell, from its record (terminal only): e.g. a flag that should stand out
+    cell_style: Callable[[dict[str, Any]], str | None] | None = None
 
 
 def value(key: str, fmt: Callable[[Any], str] | None = None) -> Callable[[dict[str, Any]], str]:
@@ -64,7 +66,11 @@ def rich_table(tab: Tabular) -> Table:
         table.add_column(column.header, justify=justify, style=column.style, no_wrap=column.no_wrap)
     for record, cells in zip(tab.records, tab.cells(), strict=True):
         # Cells are text, not markup: a run or file name like "a[bold].png" stays as it is.
-        table.add_row(*map(Text, cells), style="dim" if tab.dim(record) else None)
+        texts = [
+            Text(cell, style=(column.cell_style and column.cell_style(record)) or "")
+            for column, cell in zip(tab.columns, cells, strict=True)
+        ]
+        table.add_row(*texts, style="dim" if tab.dim(record) else None)
     return table
 
 

@@ -4,6 +4,7 @@ threshold, its three output formats, and bad images (exit 3, with and without --
 import csv
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,17 @@ def test_every_format():
     assert "a[1].png" in table and "0.500 nats" in table and "yes" in table
     markdown = render("markdown").splitlines()
     assert "| a[1].png | 7 | 0.900 | 0.300 | 0.010 | no |" in markdown
+
+
+def test_uncertain_answers_stand_out_in_a_terminal():
+    """Only the "yes" of an uncertain image is red; the other cells keep the terminal's colour."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=120, force_terminal=True, color_system="standard")
+    print_answers(PREDICTION, "table", console)
+    lines = {line.split()[1]: line for line in buffer.getvalue().splitlines() if ".png" in line}
+    red = "\x1b[1;31m"
+    assert re.search(re.escape(red) + r" *yes", lines["b.png"])
+    assert red not in lines["a[1].png"] and red not in lines["c:smile:.png"]
+    plain = io.StringIO()
+    print_answers(PREDICTION, "table", Console(file=plain, width=120))
+    assert "\x1b[" not in plain.getvalue()  # no colour in a pipe
