@@ -29,6 +29,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+from bnn_cli.multistep import CPU_STEPS_PER_CALL
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 ANCHORS = SHARED / "anchors"
@@ -269,7 +271,7 @@ def cpu_rates(args, runs_dir: Path) -> dict:
     measures = {}
     for arch, iters in (("mlp", args.mlp_iters), ("conv", args.conv_iters)):
         measures[f"bnn {arch}"] = partial(bnn_fit, arch, iters, runs_dir, "jax", env=CPU)
-        if arch == "mlp" and args.cpu_k > 1:  # the evidence for the CPU's default K
+        if arch == "mlp" and args.cpu_k not in (0, CPU_STEPS_PER_CALL):  # evidence for the default
             measures[f"bnn mlp K={args.cpu_k}"] = partial(
                 bnn_fit, arch, iters, runs_dir, "jax", env=CPU, steps_per_call=args.cpu_k
             )
@@ -314,7 +316,10 @@ def main() -> None:
     parser.add_argument("--seed-iters", type=int, default=300)
     parser.add_argument("--gpu-iters", type=int, default=10000)
     parser.add_argument(
-        "--cpu-k", type=int, default=10, help="also time the CPU MLP at K steps per call (0: no)"
+        "--cpu-k",
+        type=int,
+        default=1,
+        help="also time the CPU MLP at K steps per call, beside the default K (0: no)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bnn/anchor rounds")
     parser.add_argument("--skip-anchors", action="store_true")

@@ -47,9 +47,12 @@ def tensor_summaries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, float
     return out
 
 
-def window_start(iterations: int) -> int:
-    """The iteration (0-based count done) at which the verdict's window opens."""
-    return max(0, iterations - max(1, math.ceil(iterations * WINDOW_SHARE)))
+def window_start(iterations: int, steps_per_call: int = 1) -> int:
+    """The iteration (0-based count done) at which the verdict's window opens: the last call
+    boundary at or before the last 10 %. Between boundaries of a K-step call the parameters
+    seen are already those at the call's end, so a snapshot there would measure no change."""
+    opens = max(0, iterations - max(1, math.ceil(iterations * WINDOW_SHARE)))
+    return opens - opens % steps_per_call
 
 
 @dataclass

@@ -145,7 +145,7 @@ def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: C
     logger.info("model built and compiled in %.1f s", compile_s)
     state = inference.FitState()
     log_every = max(1, settings.eval_every // 10)
-    window_start = diagnostics.window_start(settings.iterations)
+    window_start = diagnostics.window_start(settings.iterations, multistep.steps_per_call(settings))
     tracked: dict = {"rows": [], "window": None}  # diagnostics.csv rows, the window's snapshot
 
     def track_tensors(iteration: int, arrays: dict) -> None:

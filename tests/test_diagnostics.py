@@ -32,6 +32,15 @@ def test_window_is_the_last_tenth(iterations, start):
     assert d.window_start(iterations) == start
 
 
+@pytest.mark.parametrize(
+    ("iterations", "k", "start"), [(10000, 10, 9000), (40, 10, 30), (300, 100, 200), (40, 20, 20)]
+)
+def test_window_opens_on_a_call_boundary(iterations, k, start):
+    """Inside a K-step call the parameters are already the call's last: no snapshot there."""
+    assert d.window_start(iterations, k) == start
+    assert start % k == 0
+
+
 def verdict_for(rho_change, losses, step_sum=0.1):
     rng = np.random.default_rng(0)
     rho = rng.normal(-5, 0.1, size=1000)

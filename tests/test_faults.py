@@ -939,10 +939,11 @@ def quiet() -> Console:
 def test_a_fault_during_the_compile_is_recorded_honestly(
     tmp_path, data_dir, monkeypatch, fault, state, message
 ):
-    def compile_step(*args, **kwargs):
+    def compile_step_function(*args, **kwargs):
         raise fault
 
-    monkeypatch.setattr(inference, "compile_step", compile_step)
+    # the one compile both fit loops (one step per call and K per call) go through
+    monkeypatch.setattr(inference, "compile_step_function", compile_step_function)
     from bnn_cli.train import train
 
     config = load_config(SMOKE, [*TINY, *SYNTHETIC])
