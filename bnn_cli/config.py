@@ -41,9 +41,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    kind: str = "fixed"  # fixed Normal(0, sd) or hierarchical (a learned scale per tensor)
-    sd: float = 1.0  # fixed: the original experiment's N(0, 1)
-    hyper_sd: float = 1.0  # hierarchical: HalfNormal(hyper_sd) on each tensor's scale
+    kind: str = "fixed"  # fixed Normal(0, sd) or hierarchical (learned scales, see scale_per)
+    sd: float | str = 1.0  # fixed: the original experiment's N(0, 1), or fan_in: gain/sqrt(fan_in)
+    gain: float = 1.0  # with fan_in: sd = gain / sqrt(fan_in) (1: LeCun's size, 1.41: He's)
+    hyper_sd: float | str = 1.0  # hierarchical: HalfNormal(hyper_sd) on each scale (or fan_in)
+    scale_per: str = "tensor"  # hierarchical: one scale per tensor, input unit or output unit
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,15 @@ class InferenceConfig:
     backend: str = "jax"  # PyTensor backend: jax (XLA fuses the element-wise work), c or numba
     floatX: str = "float32"  # half the memory traffic of float64, same accuracy
     steps_per_call: int = 0  # optimizer steps per compiled call; 0: the backend's default
+    # The ELBO's KL term times kl_weight (1: the plain ELBO; below 1 a tempered, "cold"
+    # posterior), ramped up linearly from 0 over the first kl_warmup iterations (0: no ramp).
+    kl_weight: float = 1.0
+    kl_warmup: int = 0
+    # Stop when the validation metric (val_nll or val_accuracy, checked every eval_every) has
+    # not improved for `patience` checks, once min_iterations are done; the best point is kept.
+    early_stopping: str = "none"
+    patience: int = 3
+    min_iterations: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.architecture": ("mlp", "conv"),
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
+    "prior.scale_per": ("tensor", "input", "output"),
+    "inference.early_stopping": ("none", "val_nll", "val_accuracy"),
     "inference.optimizer": ("adam", "adamax", "sgd"),
     "inference.lr_schedule": ("cosine", "constant"),
     "inference.backend": ("c", "numba", "jax"),
@@ -107,7 +120,10 @@ POSITIVE = {
     "model.kernel_size",
     "model.pool_size",
     "prior.sd",
+    "prior.gain",
     "prior.hyper_sd",
+    "inference.kl_weight",
+    "inference.patience",
     "inference.iterations",
     "inference.batch_size",
     "inference.learning_rate",
@@ -118,7 +134,13 @@ POSITIVE = {
     "evaluate.val_draws",
     "inference.rho_lr_scale",
 }
-NON_NEGATIVE = {"seed", "inference.steps_per_call"}
+NON_NEGATIVE = {
+    "seed",
+    "inference.steps_per_call",
+    "inference.kl_warmup",
+    "inference.min_iterations",
+}
+FAN_IN = "fan_in"  # a prior sd sized to each tensor: gain / sqrt(fan_in)
 MAX_SEED = 2**32 - 1  # PyMC and NumPy's legacy seeding refuse anything larger
 MAX_INT = 2**63 - 1  # every integer ends up in a NumPy int64 (sizes, counts)
 MAX_NAME = 100  # the name is part of the run directory's name (at most 255 bytes)
@@ -227,6 +249,7 @@ _TYPES: dict[str, Any] = {
     "str": str,
     "int": int,
     "float": float,
+    "float | str": "sd",  # a number, or the word fan_in
     "tuple[int, ...]": tuple[int, ...],
     "tuple[str, ...]": tuple[str, ...],
     "DataConfig": DataConfig,
@@ -240,6 +263,15 @@ _TYPES: dict[str, Any] = {
 def _coerce(key: str, value: Any, typ: Any) -> Any:
     if dataclasses.is_dataclass(typ):
         return _build(typ, value, key + ".")
+    if typ == "sd":
+        if value == FAN_IN:
+            return value
+        if isinstance(value, str) and not _FLOAT_TEXT.fullmatch(value.strip()):
+            raise ConfigError(
+                f"{key}: got {_show(value)}, expected a number greater than 0 or {FAN_IN} "
+                "(gain / sqrt(fan_in), see prior.gain)"
+            )
+        typ = float
     if get_origin(typ) is tuple:
         item_type = get_args(typ)[0]
         if item_type is str:  # a list of names; empty is fine (e.g. no OOD sets)
@@ -316,6 +348,12 @@ def _check_cross_fields(config: Config) -> None:
             f"inference.steps_per_call: got {inference.steps_per_call}, but several steps per "
             f"call need inference.backend jax (got {inference.backend}); use 0 or 1"
         )
+    for key in ("kl_warmup", "min_iterations"):
+        if getattr(inference, key) > inference.iterations:
+            raise ConfigError(
+                f"inference.{key}: got {getattr(inference, key)}, expected at most "
+                f"inference.iterations ({inference.iterations})"
+            )
     if config.model.architecture == "conv":
         side = 28
         for i, _ in enumerate(config.model.filters):

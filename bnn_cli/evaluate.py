@@ -121,17 +121,12 @@ def load_params(run_dir: Path, config: Config) -> dict[str, np.ndarray]:
     ) as exc:
         raise RunError(f"'{path}' is corrupt or truncated ({exc}); train the run again") from None
     from bnn_cli.models.architecture import param_specs  # imports PyTensor: only when needed
+    from bnn_cli.models.priors import factors
 
-    expected: dict[str, tuple[int, ...]] = {}
     for spec in param_specs(config.model):
-        if config.prior.kind == "hierarchical":  # non-centred: w = scale * w_raw, log scale
-            expected[f"{spec.name}_raw"] = spec.shape
-            expected[f"{spec.name}_scale_log__"] = ()
-        else:
-            expected[spec.name] = spec.shape
-    for name, shape in expected.items():
-        for key in (f"mu/{name}", f"rho/{name}"):
-            check_param(path, key, arrays.get(key), shape)
+        for factor in factors(spec, config.prior):
+            for key in (f"mu/{factor.key}", f"rho/{factor.key}"):
+                check_param(path, key, arrays.get(key), factor.shape)
     return arrays
 
 
@@ -189,18 +184,19 @@ def posterior_predictive(
 def prior_scale_draws(
     config: Config, arrays: dict[str, np.ndarray], draws: int
 ) -> dict[str, np.ndarray] | None:
-    """Posterior draws of each layer's prior scale (hierarchical runs): the scales live on the
-    log scale in the approximation (PyMC's log transform of a HalfNormal). `load_params` has
-    already checked that every `<name>_scale_log__` is present with the right shape."""
+    """Posterior draws of each layer's prior scales (hierarchical runs), (draws, *scale shape):
+    the scales live on the log scale in the approximation (PyMC's log transform of a
+    HalfNormal). `load_params` has already checked that each is present with its shape."""
     if config.prior.kind != "hierarchical":
         return None
     from bnn_cli.models.architecture import param_specs
+    from bnn_cli.models.priors import scale_names
     from bnn_cli.predict import softplus
 
     rng = np.random.default_rng([config.seed, 3])
     out = {}
-    for spec in param_specs(config.model):
-        name = f"{spec.name}_scale"
-        mu, rho = arrays[f"mu/{name}_log__"], arrays[f"rho/{name}_log__"]
-        out[name] = np.exp(mu + softplus(rho) * rng.standard_normal(draws))
+    for name, factor in scale_names(param_specs(config.model), config.prior).items():
+        mu, rho = arrays[f"mu/{factor.key}"], arrays[f"rho/{factor.key}"]
+        noise = rng.standard_normal((draws, *np.shape(mu)))
+        out[name] = np.exp(mu + softplus(rho) * noise)
     return out

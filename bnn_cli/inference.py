@@ -11,6 +11,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import pymc as pm
@@ -41,13 +42,33 @@ class FitState:
         return (self.clock or time.perf_counter()) - self.started
 
 
-def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.ADVI:
+def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.KLqp:
     """PyMC's ADVI with a small initial scale on every variable (PyMC's default ~0.7 makes this
-    network's ELBO NaN at once)."""
+    network's ELBO NaN at once). A tempered objective (`kl_weight`, `kl_warmup`) is PyMC's own
+    KLqp on the same mean-field approximation, its KL weight `beta` a shared scalar that the
+    loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1."""
     start_sigma = {model.rvs_to_values[rv].name: settings.start_sigma for rv in model.free_RVs}
-    advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
+    if is_tempered(settings):
+        approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+        beta = pytensor.shared(np.asarray(kl_weight_at(settings, 0), pytensor.config.floatX))
+        advi = pm.KLqp(approx, beta=beta)
+    else:
+        advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
     with_static_shapes(advi.approx)
     return advi
+
+
+def is_tempered(settings: InferenceConfig) -> bool:
+    return settings.kl_weight != 1.0 or settings.kl_warmup > 0
+
+
+def kl_weight_at(settings: InferenceConfig, iteration: int) -> float:
+    """The KL term's weight for 0-based `iteration`: `kl_weight`, reached by a linear ramp
+    from 0 over the first `kl_warmup` iterations (the data first shapes the means, then the
+    prior pulls the scales out)."""
+    if iteration >= settings.kl_warmup:
+        return settings.kl_weight
+    return settings.kl_weight * iteration / settings.kl_warmup
 
 
 def with_static_shapes(approx) -> None:
@@ -94,9 +115,10 @@ def learning_rate_at(settings: InferenceConfig, iteration: int) -> float:
     return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def compile_step_function(advi: pm.ADVI, settings: InferenceConfig, mode: str | None):
+def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | None):
     """PyMC's compiled step (sample the weights, take the optimizer step, return the loss) and
-    its step sizes: {shared scalar: multiple of the scheduled learning rate}."""
+    its schedules: {shared scalar: its value at a 0-based iteration} (the learning rate, and the
+    KL weight of a tempered objective)."""
     learning_rate = pytensor.shared(
         np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
     )
@@ -105,7 +127,11 @@ def compile_step_function(advi: pm.ADVI, settings: InferenceConfig, mode: str | 
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
     )
-    return step_fn, {learning_rate: 1.0}
+    schedules = {learning_rate: partial(learning_rate_at, settings)}
+    beta = advi.objective.op.beta
+    if isinstance(beta, pytensor.compile.SharedVariable):
+        schedules[beta] = partial(kl_weight_at, settings)
+    return step_fn, schedules
 
 
 def compile_step(
@@ -114,15 +140,14 @@ def compile_step(
     """One optimizer step: feed the next minibatch, set the scheduled learning rate, then the
     compiled function samples the weights, takes the step and returns the loss (negative ELBO
     estimate)."""
-    step_fn, rates = compile_step_function(advi, settings, mode)
+    step_fn, schedules = compile_step_function(advi, settings, mode)
     done = 0
 
     def step() -> float:
         nonlocal done
         feed()
-        for rate, multiple in rates.items():
-            value = learning_rate_at(settings, done) * multiple
-            rate.set_value(np.asarray(value, dtype=rate.dtype))
+        for shared, value_at in schedules.items():
+            shared.set_value(np.asarray(value_at(done), dtype=shared.dtype))
         done += 1
         return step_fn()
 

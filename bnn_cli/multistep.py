@@ -8,8 +8,8 @@ same PyMC objective and optimizer, untouched) runs K times inside one `jax.lax.s
 - the indices come from the host's seeded per-epoch permutation (`inference.MinibatchFeeder`), one
   (K, batch) int32 block per call. It is tiny (200 kB at K=100), and it keeps the very order a
   K=1 fit sees, so K changes the speed of a fit, not the fit;
-- the learning rate of every step comes from the schedule as a length-K vector (one per step-size
-  scalar, so a separate rate for a parameter group is one more row, scaled the same way);
+- every scheduled scalar (the learning rate, a tempered objective's KL weight) comes as a
+  length-K vector, one value per step;
 - the random state of the mean-field noise is threaded through the scan like the parameters.
 
 Between calls the loop does what `inference.run_fit` does (progress, validation, checkpoints,
@@ -85,16 +85,17 @@ class MultiStep:
     def __init__(self, advi, settings: InferenceConfig, mode, feeder, k: int):
         import jax
 
-        fn, rates = inference.compile_step_function(advi, settings, mode)
+        fn, schedules = inference.compile_step_function(advi, settings, mode)
         if fn.maker.linker.scalar_shape_inputs:
             raise RuntimeError("the JAX step function has shape inputs; use steps_per_call 1")
         self.settings, self.feeder, self.k = settings, feeder, k
         self.cells = fn.vm.inputs  # the shared variables' storage, in the graph's input order
         # Inputs are found by their storage: PyTensor may clone a shared variable, not its cell.
         position = {id(cell): i for i, cell in enumerate(self.cells)}
-        shared = (feeder.x_batch, feeder.y_batch, *rates)
-        fed = [position[id(s.container.storage)] for s in shared]  # batch, labels, step sizes
-        self.multipliers = np.array(list(rates.values()), dtype=rates_dtype(rates))
+        shared = (feeder.x_batch, feeder.y_batch, *schedules)
+        fed = [position[id(s.container.storage)] for s in shared]  # batch, labels, schedules
+        self.schedules = list(schedules.values())
+        self.dtype = next(iter(schedules)).dtype
         updates = fn.maker.fgraph.update_mapping  # output index -> input index
         self.carried = sorted(updates.values())
         out_of = {i: o for o, i in updates.items()}
@@ -107,8 +108,8 @@ class MultiStep:
 
     def __call__(self, start: int) -> np.ndarray:
         rows = np.stack([self.feeder.next_indices() for _ in range(self.k)]).astype(np.int32)
-        schedule = [inference.learning_rate_at(self.settings, start + j) for j in range(self.k)]
-        rates = np.outer(np.asarray(schedule, self.multipliers.dtype), self.multipliers)
+        steps = range(start, start + self.k)
+        rates = np.array([[at(i) for at in self.schedules] for i in steps], dtype=self.dtype)
         skip = {*self.carried, *self.layout[2]}  # the fed inputs come from the device's copy
         fixed = {i: c[0] for i, c in enumerate(self.cells) if i not in skip}
         carried = tuple(self.cells[i][0] for i in self.carried)
@@ -117,10 +118,6 @@ class MultiStep:
         for i, value in zip(self.carried, new, strict=True):
             self.cells[i][0] = value
         return losses
-
-
-def rates_dtype(rates: dict) -> str:
-    return next(iter(rates)).dtype
 
 
 def k_steps(

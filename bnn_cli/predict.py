@@ -15,6 +15,7 @@ import pytensor.tensor as pt
 
 from bnn_cli.config import ModelConfig
 from bnn_cli.models.architecture import param_specs, predictive_probabilities
+from bnn_cli.models.priors import saved_factors
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,9 @@ def weight_draws(
 ):
     """Yield `draws` dicts of weights (or the posterior mean once, if `mean_only`).
 
-    A tensor is either a Normal of its own (`mu/<name>`), or, under the hierarchical prior,
-    `scale * raw` with a log-normal scale (`mu/<name>_scale_log__`) and a Normal `raw`
-    (`mu/<name>_raw`); both factors are independent under the mean-field approximation.
+    A tensor is either a Normal of its own, or, under the hierarchical prior, `scale * raw` with
+    a log-normal scale and a Normal `raw` (`models.priors.factors`); the factors are
+    independent under the mean-field approximation.
     """
     float_x = pytensor.config.floatX
     factors = {s.name: tensor_factors(arrays, s.name) for s in param_specs(model)}
@@ -58,12 +59,12 @@ def weight_draws(
 
 
 def tensor_factors(arrays: dict[str, np.ndarray], name: str) -> list[tuple]:
-    """[(mu, sigma, is_log)] whose (exp'd where is_log) draws multiply to the tensor's draw."""
-    if f"mu/{name}" in arrays:
-        keys = [(name, False)]
-    else:
-        keys = [(f"{name}_scale_log__", True), (f"{name}_raw", False)]
-    return [(arrays[f"mu/{k}"], softplus(arrays[f"rho/{k}"]), is_log) for k, is_log in keys]
+    """[(mu, sigma, is_log)] whose (exp'd where is_log) draws multiply (broadcast: a scale may
+    be per unit) to the tensor's draw."""
+    return [
+        (arrays[f"mu/{f.key}"], softplus(arrays[f"rho/{f.key}"]), f.log)
+        for f in saved_factors(arrays, name)
+    ]
 
 
 def _mean(factors: list[tuple]) -> np.ndarray:

@@ -1,32 +1,103 @@
-"""Priors on the network's tensors: fixed Normal(0, sd), or hierarchical with one learned
-HalfNormal scale per tensor (the data chooses how strongly each layer is regularized)."""
+"""Priors on the network's tensors, and the one place that names the approximation's variables.
+
+- `fixed`: Normal(0, sd) on every entry; `sd` is a number (the original experiment's N(0, 1)) or
+  `fan_in`, meaning sd = gain / sqrt(fan_in): a prior sized to each layer like He's initial
+  weights (gain sqrt(2)), so a 25-input conv kernel and an 800-input dense layer get priors of
+  their own size.
+- `hierarchical`: `w = scale * w_raw`, `w_raw ~ Normal(0, 1)`, `scale ~ HalfNormal(hyper_sd)`
+  (`hyper_sd` may be `fan_in` too), with one scale per tensor (`scale_per: tensor`), or one per
+  input unit (`input`: automatic relevance determination, e.g. one per pixel of the first dense
+  layer) or per output unit (`output`: a hidden unit or conv filter the data does not need can be
+  switched off as a whole). Biases always get one scale per tensor.
+
+Every other module asks `factors` which variables a tensor is made of: approx.npz keys, weight
+draws and the scale plots all follow from it.
+"""
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass
 
 import numpy as np
 import pymc as pm
 
-from bnn_cli.config import PriorConfig
+from bnn_cli.config import FAN_IN, PriorConfig
 from bnn_cli.models.architecture import ParamSpec
 
 SCALE_SUFFIX = "_scale"
 RAW_SUFFIX = "_raw"
+LOG_SUFFIX = "_log__"  # PyMC's name for the log-transformed value of a positive variable
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One variable of the mean-field approximation: saved as `mu/<key>` and `rho/<key>`. A
+    tensor's draw is the product of its factors' draws (`exp`'d where `log`), broadcast."""
+
+    key: str
+    shape: tuple[int, ...]
+    log: bool = False  # the variable is the log of a positive prior scale
+
+
+def scale_shape(spec: ParamSpec, scale_per: str) -> tuple[int, ...]:
+    """The shape of a tensor's prior scale, broadcastable against the tensor."""
+    if not spec.is_weight or scale_per == "tensor":
+        return ()
+    if scale_per == "input":  # every axis but the last: dense (in, 1), conv (k, k, c_in, 1)
+        return (*spec.shape[:-1], 1)
+    return (spec.shape[-1],)  # output: one per unit or filter
+
+
+def factors(spec: ParamSpec, prior: PriorConfig) -> list[Factor]:
+    """The approximation's variables that make up one network tensor under `prior`."""
+    if prior.kind == "fixed":
+        return [Factor(spec.name, spec.shape)]
+    scale = spec.name + SCALE_SUFFIX + LOG_SUFFIX
+    return [
+        Factor(scale, scale_shape(spec, prior.scale_per), log=True),
+        Factor(spec.name + RAW_SUFFIX, spec.shape),
+    ]
+
+
+def saved_factors(arrays: dict, name: str) -> list[Factor]:
+    """The factors of tensor `name` as found in saved parameters (approx.npz), whatever the
+    prior: the tensor itself, or its log-scale and raw parts."""
+    if f"mu/{name}" in arrays:
+        return [Factor(name, np.shape(arrays[f"mu/{name}"]))]
+    keys = [(name + SCALE_SUFFIX + LOG_SUFFIX, True), (name + RAW_SUFFIX, False)]
+    return [Factor(key, np.shape(arrays[f"mu/{key}"]), log) for key, log in keys]
+
+
+def scale_names(specs: list[ParamSpec], prior: PriorConfig) -> dict[str, Factor]:
+    """`<tensor>_scale` -> its log-scale factor, for hierarchical priors (else empty)."""
+    return {f.key[: -len(LOG_SUFFIX)]: f for spec in specs for f in factors(spec, prior) if f.log}
+
+
+def resolve_sd(value: float | str, gain: float, fan_in: int) -> float:
+    """A prior's standard deviation: the number itself, or gain / sqrt(fan_in)."""
+    return gain / math.sqrt(fan_in) if value == FAN_IN else float(value)
 
 
 def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     """Add one weight or bias tensor (and its scale, if hierarchical) to the model in context.
 
-    The hierarchical prior is written non-centered, `w = scale * w_raw` with
-    `w_raw ~ Normal(0, 1)`: the same prior, but under a mean-field approximation the centered
-    form lets the shared scale collapse and shrink every weight of a layer towards zero (the
-    smoke MLP fell from 97 % to 90 %), while here the data can pull the scale up.
+    The hierarchical prior is written non-centered, `w = scale * w_raw`: the same prior, but
+    under a mean-field approximation the centered form lets the shared scale collapse and shrink
+    every weight of a layer towards zero (the smoke MLP fell from 97 % to 90 %), while here the
+    data can pull the scale up.
     """
     if prior.kind == "fixed":
-        return pm.Normal(spec.name, mu=0.0, sigma=prior.sd, shape=spec.shape, initval=initval)
+        sd = resolve_sd(prior.sd, prior.gain, spec.fan_in)
+        return pm.Normal(spec.name, mu=0.0, sigma=sd, shape=spec.shape, initval=initval)
     # Start the scale where the initial weights are (He std); biases start at a small scale.
     start = np.sqrt(2.0 / spec.fan_in) if spec.is_weight else 0.1
+    shape = scale_shape(spec, prior.scale_per)
     scale = pm.HalfNormal(
-        spec.name + SCALE_SUFFIX, sigma=prior.hyper_sd, initval=np.asarray(start, initval.dtype)
+        spec.name + SCALE_SUFFIX,
+        sigma=resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in),
+        shape=shape,
+        initval=np.full(shape, start, dtype=initval.dtype),
     )
     raw = pm.Normal(
         spec.name + RAW_SUFFIX,
