@@ -16,7 +16,6 @@ usage: python bench/run.py [--rounds N] [--mlp-iters N] [--conv-iters N] [--seed
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -29,7 +28,8 @@ import time
 from functools import partial
 from pathlib import Path
 
-from bnn_cli.multistep import CPU_STEPS_PER_CALL
+from bnn_cli.fit.steppers import CPU_STEPS_PER_CALL
+from bnn_cli.runs import files
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -59,12 +59,12 @@ def run_process(cmd: list[str], env: dict | None = None) -> tuple[str, float, fl
     return output, wall, usage.ru_maxrss / 1024
 
 
-def steady_rate(elbo_csv: Path, skip_fraction: float = 0.2, skip_iterations: int = 0) -> float:
+def steady_rate(run_dir: Path, skip_fraction: float = 0.2, skip_iterations: int = 0) -> float:
     """Iterations per second between the first logged row past `skip_fraction` of the fit (and
     past `skip_iterations`: the first compiled call, whose compile the rows inside it share)
     and the last row: compile and warm-up excluded, whether the caches were cold or warm."""
-    with elbo_csv.open() as handle:
-        rows = [(int(r["iteration"]), float(r["elapsed_s"])) for r in csv.DictReader(handle)]
+    elbo = files.read_elbo_csv(run_dir)
+    rows = list(zip(elbo["iteration"].astype(int).tolist(), elbo["elapsed_s"], strict=True))
     last_it = rows[-1][0]
     first = next(r for r in rows if r[0] >= max(skip_fraction * last_it, skip_iterations))
     return (last_it - first[0]) / (rows[-1][1] - first[1])
@@ -112,7 +112,7 @@ def bnn_fit(
         "backend": backend,
         "iterations": status["iterations_done"],
         "steps_per_call": k,
-        "it_per_s": round(steady_rate(run_dir / "elbo.csv", skip_iterations=k), 3),
+        "it_per_s": round(steady_rate(run_dir, skip_iterations=k), 3),
         "compile_s": status["compile_s"],
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(rss),
@@ -125,12 +125,12 @@ def predictive_throughput(run_dir: str, draws: int = 100) -> dict:
     code = (
         "import sys, time, json, numpy as np\n"
         "from bnn_cli import backend, runs\n"
-        "from bnn_cli.evaluate import run_config, load_params\n"
+        "from bnn_cli.posterior import params\n"
         "from bnn_cli.data.datasets import load_splits\n"
         "from bnn_cli.predict import compile_predict, predictive\n"
-        f"run = runs.load_run('{run_dir}'); config = run_config(run)\n"
+        f"run = runs.open_run('{run_dir}'); config = runs.run_config(run)\n"
         "mode = backend.configure(config.inference.floatX, config.inference.backend)\n"
-        "arrays = load_params(run.path, config)\n"
+        "arrays = params.load(run.path, config)\n"
         f"s = load_splits('mnist', '{DATA}', 50000, 10000)\n"
         "fn = compile_predict(config.model, mode)\n"
         "t = time.perf_counter()\n"

@@ -32,10 +32,8 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
     not `complete` (unless `allow_incomplete`: then an interrupted run's saved parameters are
     used). The parameters in approx.npz are checked against the config on first use.
     """
-    run = runs.load_run(Path(path), allow_incomplete=allow_incomplete)
-    from bnn_cli.evaluate import run_config
-
-    return TrainedRun(run.path, run_config(run), run.status)
+    run = runs.open_run(Path(path), allow_incomplete=allow_incomplete)
+    return TrainedRun(run.path, runs.run_config(run), run.status)
 
 
 class TrainedRun:
@@ -64,9 +62,9 @@ class TrainedRun:
     def params(self) -> dict[str, np.ndarray]:
         """The fitted mean-field parameters, `mu/<name>` and `rho/<name>` arrays (PyMC's
         softplus-parametrised scale, in the unconstrained space), checked against the config."""
-        from bnn_cli.evaluate import load_params
+        from bnn_cli.posterior import params
 
-        return load_params(self.path, self.config)
+        return params.load(self.path, self.config)
 
     @cached_property
     def _compile_mode(self) -> str | None:
@@ -93,10 +91,11 @@ class TrainedRun:
         """PyMC's mean-field approximation (`pymc.variational.approximations.MeanField`) of
         `.model` with the saved parameters restored: `run.approx.sample(100)` returns an ArviZ
         `InferenceData` of 100 posterior draws of every weight and bias tensor."""
-        from bnn_cli.inference import load_mean_field_params, make_advi
+        from bnn_cli.fit.advi import make_advi
+        from bnn_cli.posterior import params
 
         approx = make_advi(self.model, self.config.inference, self.config.seed).approx
-        load_mean_field_params(approx, self.params)
+        params.to_approx(approx, self.params)
         return approx
 
     def predict(

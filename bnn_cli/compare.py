@@ -19,7 +19,7 @@ from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_text
 from bnn_cli.errors import RunError
-from bnn_cli.runs import list_runs, load_run, read_status
+from bnn_cli.runs import list_runs, open_run, read_status
 from bnn_cli.tables import DASH, Column, Tabular, csv_text, emit, value
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 # fmt: off
 ROW_KEYS = [
     "run", "path", "name", "dataset", "architecture", "prior", "state", "iterations",
-    "planned_iterations", "wall_s", "split", "accuracy", "nll", "ece", "mean_epistemic",
-    "auroc_entropy", "converged", "ood", "ood_auroc", "problem",
+    "planned_iterations", "kept_iteration", "objective", "wall_s", "split", "accuracy", "nll",
+    "ece", "mean_epistemic", "auroc_entropy", "converged", "ood", "ood_auroc", "problem",
 ]
 # fmt: on
 METRIC_KEYS = ["accuracy", "nll", "ece", "mean_epistemic", "auroc_entropy"]
@@ -79,7 +79,7 @@ def select_runs(
 
 def _config_name(run_dir: Path) -> str | None:
     try:
-        return load_run(run_dir, allow_incomplete=True).config.get("name")
+        return open_run(run_dir, allow_incomplete=True).config.get("name")
     except RunError:
         return None
 
@@ -99,11 +99,12 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
     row.update(
         state=status["state"],
         iterations=_int(status.get("iterations_done")),
+        kept_iteration=_int(status.get("kept_iteration", status.get("iterations_done"))),
         wall_s=_number(status.get("wall_s")),
     )
     problems = []
     try:
-        row.update(_config_fields(load_run(run_dir, allow_incomplete=True).config))
+        row.update(_config_fields(open_run(run_dir, allow_incomplete=True).config))
     except RunError as exc:
         problems.append(str(exc))
     metrics, metrics_problem = _read_metrics(run_dir)
@@ -148,6 +149,7 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
         "architecture": model.get("architecture"),
         "prior": prior.get("kind"),
         "planned_iterations": _int((config.get("inference") or {}).get("iterations")),
+        "objective": describe_objective(config.get("inference") or {}),
     }
 
 
@@ -190,6 +192,29 @@ def format_duration(seconds: Any) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def describe_objective(inference: dict[str, Any]) -> str:
+    """ "ELBO", or how it was tempered: a KL weight below 1 fits a colder (narrower) posterior
+    than the Bayesian one, which every report and comparison must say."""
+    weight, warmup = inference.get("kl_weight", 1.0), inference.get("kl_warmup", 0)
+    if weight == 1.0 and not warmup:
+        return "ELBO"
+    ramp = f", warm-up {warmup} it" if warmup else ""
+    return f"tempered: KL x{weight:g}{ramp}"
+
+
+def describe_kept(inference: dict[str, Any], status: dict[str, Any]) -> str:
+    """Which iteration's parameters the run holds, and why."""
+    done, kept = (
+        status.get("iterations_done"),
+        status.get("kept_iteration", status.get("iterations_done")),
+    )
+    metric = inference.get("early_stopping", "none")
+    if metric in (None, "none"):
+        return f"the last iteration ({done})"
+    how = "stopped early" if status.get("stopped_early") else f"ran all {done}"
+    return f"iteration {kept}, the best {metric} ({how}, patience {inference.get('patience', '?')})"
+
+
 def format_percent(value: Any) -> str:
     number = _number(value)
     return DASH if number is None else f"{number:.2%}"
@@ -212,10 +237,12 @@ def _int(value: Any) -> int | None:
 
 
 def _iterations(row: dict[str, Any]) -> str:
-    done, planned = row["iterations"], row["planned_iterations"]
+    """Done (of planned), and the iteration kept where early stopping kept an earlier one."""
+    done, planned, kept = row["iterations"], row["planned_iterations"], row["kept_iteration"]
     if done is None:
         return DASH
-    return f"{done}/{planned}" if planned not in (None, done) else str(done)
+    text = f"{done}/{planned}" if planned not in (None, done) else str(done)
+    return f"{text}, kept {kept}" if kept not in (None, done) else text
 
 
 # What people see, one line a column (csv and json carry ROW_KEYS, unformatted).
@@ -226,6 +253,7 @@ COLUMNS = [
     Column("prior", value("prior")),
     Column("state", value("state")),
     Column("iterations", _iterations, right=True),
+    Column("objective", value("objective")),
     Column("wall time", value("wall_s", format_duration), right=True),
     Column("accuracy", value("accuracy", format_percent), right=True),
     Column("NLL", value("nll", format_number), right=True),

@@ -137,3 +137,18 @@ def not_converged_message(verdict: dict, advice: str) -> str:
         f"{first}-{last} {' and '.join(parts)}; the uncertainty reported is partly the "
         f"optimizer's step limit, not the posterior. {advice}"
     )
+
+
+def validation_verdict(metric: str, kept: int, best: float, iterations: int, message: str) -> dict:
+    """The verdict of a fit that kept its best validation point rather than its last: the
+    parameters were chosen on validation data, which is not a warning. `converged` stays None:
+    the approximation was not run to its optimum on purpose."""
+    return {
+        "converged": None,
+        "stopped_on_validation": True,
+        "metric": metric,
+        "kept_iteration": kept,
+        "best": best,
+        "iterations_done": iterations,
+        "message": message,
+    }

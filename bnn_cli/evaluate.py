@@ -4,8 +4,6 @@ predictive on the test (or validation) images, and write the reports."""
 from __future__ import annotations
 
 import logging
-import zipfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,8 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bnn_cli import runs
-from bnn_cli.config import Config, config_from_dict
-from bnn_cli.errors import BnnError, ConfigError, RunError
+from bnn_cli.config import Config
+from bnn_cli.errors import ConfigError
+from bnn_cli.posterior import params
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +32,9 @@ def evaluate_run(
     """Evaluate a run in place; returns the metrics written to metrics.json. `ood` names the
     out-of-distribution sets to check (None: the config's `evaluate.ood`). With
     `save_predictive`, also writes predictive.nc (see `bnn_cli.arviz_files`)."""
-    run = runs.load_run(Path(run_dir), allow_incomplete=allow_incomplete)
-    config = run_config(run)
-    arrays = load_params(run.path, config)
+    run = runs.open_run(Path(run_dir), allow_incomplete=allow_incomplete)
+    config = runs.run_config(run)
+    arrays = params.load(run.path, config)
     ood_names = ood_sets_for(config, ood)
     from bnn_cli import backend
 
@@ -94,58 +93,6 @@ def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
                 "must come from another dataset"
             )
     return names
-
-
-def run_config(run: runs.Run) -> Config:
-    try:
-        return config_from_dict(run.config)
-    except BnnError as exc:
-        raise RunError(f"run '{run.path.name}' has an invalid config.yaml: {exc}") from None
-
-
-def load_params(run_dir: Path, config: Config) -> dict[str, np.ndarray]:
-    """approx.npz, checked against the model the config describes (names, shapes, finiteness)."""
-    path = run_dir / "approx.npz"
-    if not path.is_file():
-        raise RunError(f"run '{run_dir.name}' has no approx.npz (the fit saved no parameters)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (
-        OSError,
-        ValueError,
-        zipfile.BadZipFile,
-        EOFError,
-        zlib.error,
-        NotImplementedError,  # a zip member compressed with an unknown method
-    ) as exc:
-        raise RunError(f"'{path}' is corrupt or truncated ({exc}); train the run again") from None
-    from bnn_cli.models.architecture import param_specs  # imports PyTensor: only when needed
-    from bnn_cli.models.priors import factors
-
-    for spec in param_specs(config.model):
-        for factor in factors(spec, config.prior):
-            for key in (f"mu/{factor.key}", f"rho/{factor.key}"):
-                check_param(path, key, arrays.get(key), factor.shape)
-    return arrays
-
-
-def check_param(path: Path, key: str, array: np.ndarray | None, shape: tuple[int, ...]) -> None:
-    """One saved parameter: present, of the model's shape, real numbers, finite."""
-    if array is None:
-        raise RunError(f"'{path}' has no '{key}': it does not match the model in config.yaml")
-    if tuple(array.shape) != shape:
-        raise RunError(
-            f"'{path}': '{key}' has shape {tuple(array.shape)}, the "
-            f"model in config.yaml needs {shape}"
-        )
-    if array.dtype.kind not in "fiu":
-        raise RunError(f"'{path}': '{key}' holds {array.dtype} values, not real numbers")
-    if not np.all(np.isfinite(array)):
-        raise RunError(
-            f"'{path}': '{key}' holds NaN or infinite values; the fit "
-            "diverged — train again with a lower learning rate"
-        )
 
 
 def posterior_predictive(

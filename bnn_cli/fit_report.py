@@ -4,7 +4,6 @@ assembles them with the rest; this module computes and describes, it writes noth
 
 from __future__ import annotations
 
-import csv
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bnn_cli import metrics as m
+from bnn_cli.runs import files
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,12 @@ def convergence_paragraphs(status: dict[str, Any]) -> tuple[str, list[str]] | No
     verdict = status.get("convergence")
     if not isinstance(verdict, dict):
         return None
+    if verdict.get("stopped_on_validation"):
+        return "Kept the best validation point", [
+            f"{verdict.get('message', '')[:1].upper()}{verdict.get('message', '')[1:]}. The "
+            "parameters reported below are those of that iteration: chosen on validation data, "
+            "not run to the ELBO's optimum."
+        ]
     first, last = verdict.get("window", ["?", "?"])
     if verdict.get("converged"):
         return "Convergence", [
@@ -58,30 +64,6 @@ def convergence_paragraphs(status: dict[str, Any]) -> tuple[str, list[str]] | No
     return "Warning: the fit had not converged", [f"**{verdict.get('message', '')}**"]
 
 
-def read_diagnostics_csv(path: Path) -> dict[str, dict[str, np.ndarray]]:
-    """diagnostics.csv as per-tensor series; empty when the file is absent (older runs)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        return {}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        log.warning("cannot read %s (%s): skipping the diagnostics plot", path, exc)
-        return {}
-    series: dict[str, dict[str, list[float]]] = {}
-    for record in records:
-        try:
-            values = {
-                k: float(record[k]) for k in ("iteration", "median_sigma", "share_snr_below_1")
-            }
-        except (KeyError, TypeError, ValueError):
-            continue
-        target = series.setdefault(record.get("tensor", "?"), {k: [] for k in values})
-        for key, value in values.items():
-            target[key].append(value)
-    return {name: {k: np.array(v) for k, v in s.items()} for name, s in series.items()}
-
-
 def posterior_jobs(
     run_dir: Path, arrays: dict[str, np.ndarray] | None, elbo: dict[str, np.ndarray] | None
 ) -> dict[str, Callable[[], bytes]]:
@@ -90,7 +72,7 @@ def posterior_jobs(
     jobs: dict[str, Callable[[], bytes]] = {}
     if arrays:
         jobs["posterior.png"] = lambda: fit_plots.posterior_png(arrays)
-    tensors = read_diagnostics_csv(run_dir / "diagnostics.csv")
+    tensors = files.read_diagnostics_csv(run_dir)
     if elbo is not None and (tensors or np.isfinite(elbo.get("val_nll", [np.nan])).any()):
         jobs["fit_diagnostics.png"] = lambda: fit_plots.fit_diagnostics_png(elbo, tensors)
     return jobs

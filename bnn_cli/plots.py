@@ -311,17 +311,44 @@ def _draw_coverage(fig: Figure, pred: Predictive) -> None:
 
 
 def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
-    """Posterior of each layer's prior scale (hierarchical prior), as an ArviZ forest plot."""
+    """Posterior of the hierarchical prior's scales: one scale per tensor as an ArviZ forest
+    plot; scales per unit (draws, *shape) as each tensor's sorted posterior medians, and the
+    first dense layer's per-pixel scales as a 28x28 picture."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
         import arviz as az
-    posterior = {
-        name: np.asarray(draws, float).reshape(1, -1)  # one chain
-        for name, draws in scale_draws.items()
-    }
-    data = az.from_dict(posterior=posterior)
-    height = 1.2 + 0.45 * len(posterior)
-    return render(_draw_prior_scales, az, data, list(posterior), figsize=(7, height))
+    scalars = {n: d for n, d in scale_draws.items() if np.ndim(d) == 1}
+    units = {n: np.median(d, axis=0).ravel() for n, d in scale_draws.items() if np.ndim(d) > 1}
+    if not units:
+        posterior = {name: np.asarray(d, float).reshape(1, -1) for name, d in scalars.items()}
+        data = az.from_dict(posterior=posterior)
+        height = 1.2 + 0.45 * len(posterior)
+        return render(_draw_prior_scales, az, data, list(posterior), figsize=(7, height))
+    pixels = next((m for m in units.values() if m.size == 28 * 28), None)
+    return render(_draw_unit_scales, scalars, units, pixels, figsize=(11, 4))
+
+
+def _draw_unit_scales(fig: Figure, scalars: dict, units: dict, pixels) -> None:
+    grid = GridSpec(1, 2 if pixels is None else 3, figure=fig, wspace=0.35)
+    ax = fig.add_subplot(grid[0, 0])
+    for name, medians in units.items():
+        ax.plot(np.linspace(0, 1, len(medians)), np.sort(medians)[::-1], label=name, lw=1.2)
+    ax.set(yscale="log", xlabel="share of units (largest scale first)", ylabel="scale")
+    ax.set_title("Per-unit prior scales (posterior medians)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax = fig.add_subplot(grid[0, 1])
+    names = list(scalars)
+    medians = [float(np.median(scalars[n])) for n in names]
+    ax.barh(names, medians, color=ALEATORIC)
+    ax.set(xscale="log", xlabel="scale (posterior median)")
+    ax.set_title("One scale per tensor", fontsize=10)
+    if pixels is not None:
+        ax = fig.add_subplot(grid[0, 2])
+        image = ax.imshow(pixels.reshape(28, 28), cmap="magma", norm=LogNorm())
+        fig.colorbar(image, ax=ax, fraction=0.046)
+        ax.set_title("Scale per input pixel", fontsize=10)
+        ax.set_axis_off()
 
 
 def _draw_prior_scales(fig: Figure, az: Any, data: Any, names: list[str]) -> None:

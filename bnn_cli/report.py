@@ -14,7 +14,6 @@ import csv
 import html
 import io
 import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,15 @@ from bnn_cli.atomic import (
     atomic_write_text,
     replaced_as_a_whole,
 )
-from bnn_cli.compare import format_duration, format_number, format_percent
+from bnn_cli.compare import (
+    describe_kept,
+    describe_objective,
+    format_duration,
+    format_number,
+    format_percent,
+)
 from bnn_cli.data.datasets import DATASETS
-from bnn_cli.runs import utc_now
+from bnn_cli.runs import files, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -145,41 +150,6 @@ def class_names_for(config: dict[str, Any], n_classes: int) -> list[str]:
     return names if len(names) == n_classes else [str(c) for c in range(n_classes)]
 
 
-def read_elbo_csv(path: Path) -> dict[str, np.ndarray] | None:
-    """elbo.csv as float arrays (nan where val_accuracy is empty); None when the file is
-    absent or unusable, so that the report goes on without the training plot."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            records = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        log.warning("cannot read %s (%s): skipping the training plot", path, exc)
-        return None
-    optional = ("val_accuracy", "val_nll", "val_mi")
-    columns: dict[str, list[float]] = {"iteration": [], "loss": [], **{k: [] for k in optional}}
-    for record in records:
-        try:
-            iteration, loss = float(record["iteration"]), float(record["loss"])
-        except (KeyError, TypeError, ValueError):
-            continue  # a torn or foreign row: skip it rather than lose the plot
-        columns["iteration"].append(iteration)
-        columns["loss"].append(loss)
-        for key in optional:
-            columns[key].append(_float_or_nan(record.get(key)))
-    if not columns["iteration"]:
-        log.warning("%s has no usable rows: skipping the training plot", path)
-        return None
-    return {key: np.array(values) for key, values in columns.items()}
-
-
-def _float_or_nan(text: str | None) -> float:
-    try:
-        return float(text) if text not in (None, "") else math.nan
-    except ValueError:
-        return math.nan
-
-
 def render_plots(
     run_dir: Path,
     pred: m.Predictive,
@@ -194,7 +164,7 @@ def render_plots(
     from bnn_cli import plots  # matplotlib is imported only when a report is drawn
 
     jobs: dict[str, Callable[[], bytes]] = {}
-    elbo = read_elbo_csv(run_dir / "elbo.csv")
+    elbo = files.read_elbo_csv(run_dir)
     if elbo is not None:
         jobs["elbo.png"] = lambda: plots.elbo_png(elbo)
     jobs["reliability.png"] = lambda: plots.reliability_png(pred)
@@ -289,6 +259,8 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
             f"rho step x{inference.get('rho_lr_scale', 1.0):g}, start sigma "
             f"{inference.get('start_sigma', '?')}",
         ],
+        ["objective", describe_objective(inference)],
+        ["kept", describe_kept(inference, status)],
         ["compute", f"backend {inference.get('backend', '?')}, {inference.get('floatX', '?')}"],
         ["wall time", format_duration(status.get("wall_s"))],
         ["created", str(status.get("created", "?"))],
@@ -308,9 +280,17 @@ def describe_model(model: dict[str, Any]) -> str:
 
 
 def describe_prior(prior: dict[str, Any]) -> str:
+    def sd(value: Any) -> str:
+        return f"{prior.get('gain', 1.0):g}/sqrt(fan_in)" if value == "fan_in" else str(value)
+
     if prior.get("kind") == "hierarchical":
-        return f"hierarchical: N(0, s) per tensor, s ~ HalfNormal({prior.get('hyper_sd', '?')})"
-    return f"{prior.get('kind', '?')}: N(0, {prior.get('sd', '?')})"
+        per = prior.get("scale_per", "tensor")
+        per = "tensor" if per == "tensor" else f"{per} unit (biases: per tensor)"
+        return (
+            f"hierarchical: N(0, s) with one s per {per}, s ~ "
+            f"HalfNormal({sd(prior.get('hyper_sd', '?'))})"
+        )
+    return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))})"
 
 
 def per_class_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

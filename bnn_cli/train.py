@@ -6,8 +6,6 @@ Every exit path leaves the run directory honest: `complete` only when everything
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import platform
@@ -16,20 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bnn_cli import __version__, atomic
+from bnn_cli import __version__, atomic, runs
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.errors import BnnError
-from bnn_cli.runs import utc_now
 
 logger = logging.getLogger(__name__)
-
-ELBO_COLUMNS = ("iteration", "loss", "elapsed_s", "val_accuracy", "val_nll", "val_mi")
-DIAGNOSTICS_COLUMNS = ("iteration", "tensor", "size", "median_sigma", "share_snr_below_1")
 
 
 def train_and_evaluate(
@@ -75,10 +68,10 @@ def train(
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
     )
-    from bnn_cli import runs
-
     run_dir = runs.create_run_dir(runs_dir, config.name)
-    # From here on every way out leaves the run directory saying how it ended.
+    fit = None
+    # From here on every way out leaves the run directory saying how it ended: the one place
+    # that handles Ctrl-C (and SIGTERM, which the CLI turns into it) and failures.
     try:
         from bnn_cli import backend
 
@@ -94,11 +87,13 @@ def train(
             host=platform.node(),  # with pid: lets `evaluate` tell a killed run from a live one
         )
         console.print(f"run directory: {run_dir}", highlight=False)
-        fit_into(run_dir, config, splits, mode, console)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM turned into one by the CLI
+        fit = Fit(run_dir, config, splits, mode)
+        fit.run(console)
+    except KeyboardInterrupt as exc:
         cause = str(exc) or "Ctrl-C"
         with signals_held():
-            if (run_dir / "approx.npz").is_file():
+            if fit is not None:
+                fit.checkpoint.save(fit.state)
                 message = (
                     f"stopped by {cause}; the parameters so far are saved "
                     "(evaluate with --allow-incomplete)"
@@ -108,11 +103,12 @@ def train(
             mark_ended(run_dir, "interrupted", message=message)
         console.print(f"run {run_dir} interrupted: {message}", highlight=False)
         raise
-    except BnnError as exc:
-        mark_ended(run_dir, "failed", message=str(exc))
-        raise
     except Exception as exc:
-        mark_ended(run_dir, "failed", message=f"{type(exc).__name__}: {exc}")
+        # A failed fit (divergence, a bug) saves no parameters (they may be NaN), but the
+        # status says how far it got and why it ended.
+        reason = str(exc) if isinstance(exc, BnnError) else f"{type(exc).__name__}: {exc}"
+        done = {"iterations_done": fit.state.iteration} if fit is not None else {}
+        mark_ended(run_dir, "failed", message=reason, **done)
         raise
     return run_dir
 
@@ -120,195 +116,133 @@ def train(
 def mark_ended(run_dir: Path, state: str, **fields) -> None:
     """Record how a run ended. Failing to (a full disk) must not hide the error that ended it:
     the run then keeps saying `running`, and `evaluate` tells that its process is gone."""
-    from bnn_cli import runs
-
     try:
         runs.write_status(run_dir, state, **fields)
     except BnnError as exc:
         logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
 
 
-def fit_into(run_dir: Path, config: Config, splits, mode: str | None, console: Console) -> None:
-    """Build, compile and fit; checkpoint to run_dir; mark the run complete."""
-    from bnn_cli import diagnostics, inference, multistep, runs
-    from bnn_cli.models.build import build_model
-    from bnn_cli.predict import compile_predict
+class Fit:
+    """One run's fit: the model and its approximation compiled, the stepper, and the callbacks
+    that validate, checkpoint and (when asked) stop early; `run` fits and marks it complete."""
 
-    settings = config.inference
-    t0 = time.perf_counter()
-    model = build_model(config, splits.x_train, splits.y_train)
-    advi = inference.make_advi(model, settings, config.seed)
-    feeder = inference.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
-    fit = multistep.compile_fit(advi, settings, mode, feeder)
-    predict_fn = compile_predict(config.model, mode)
-    compile_s = time.perf_counter() - t0
-    logger.info("model built and compiled in %.1f s", compile_s)
-    state = inference.FitState()
-    log_every = max(1, settings.eval_every // 10)
-    window_start = diagnostics.window_start(settings.iterations, multistep.steps_per_call(settings))
-    tracked: dict = {"rows": [], "window": None}  # diagnostics.csv rows, the window's snapshot
+    def __init__(self, run_dir: Path, config: Config, splits, mode: str | None):
+        from bnn_cli import diagnostics
+        from bnn_cli.fit import advi, callbacks, feeder, loop, steppers
+        from bnn_cli.models.build import build_model
+        from bnn_cli.posterior import params
+        from bnn_cli.predict import compile_predict
 
-    def track_tensors(iteration: int, arrays: dict) -> None:
-        for name, summary in diagnostics.tensor_summaries(arrays).items():
-            tracked["rows"].append({"iteration": iteration, "tensor": name, **rounded(summary)})
+        settings = config.inference
+        self.run_dir, self.config = run_dir, config
+        t0 = time.perf_counter()
+        model = build_model(config, splits.x_train, splits.y_train)
+        self.advi = advi.make_advi(model, settings, config.seed)
+        batches = feeder.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
+        self.stepper = steppers.make_stepper(self.advi, settings, mode, batches)
+        predict_fn = compile_predict(config.model, mode)
+        self.compile_s = time.perf_counter() - t0
+        logger.info("model built and compiled in %.1f s", self.compile_s)
+        self.state = loop.FitState()
+        # Where the approximation starts (start_sigma), so the curves show the whole way.
+        callbacks.record_tensors(self.state, 0, params.from_approx(self.advi.approx))
+        opens = diagnostics.window_start(settings.iterations, self.stepper.k)
+        self.window = callbacks.ConvergenceWindow(opens)
+        self.early = callbacks.EarlyStopping.from_settings(settings)
+        self.checkpoint = callbacks.Checkpoint(run_dir, settings, self.compile_s, self.kept)
+        self.callbacks = [
+            callbacks.LossLog(max(1, settings.eval_every // 10)),
+            self.window,
+            callbacks.Validation(predict_fn, config, splits),
+        ]
 
-    # Where the approximation starts (start_sigma), so the curves show the whole way from there.
-    track_tensors(0, inference.mean_field_params(advi.approx))
+    def kept(self) -> dict:
+        """The parameters this fit would keep now: its best validation point under early
+        stopping, else the current ones."""
+        from bnn_cli.posterior import params
 
-    def checkpoint(state: inference.FitState, status: str = "running") -> None:
-        arrays = inference.mean_field_params(advi.approx)
-        atomic.atomic_write_npz(run_dir / "approx.npz", arrays)
-        atomic.atomic_write_text(run_dir / "elbo.csv", rows_csv(state.rows, ELBO_COLUMNS))
-        atomic.atomic_write_text(
-            run_dir / "diagnostics.csv", rows_csv(tracked["rows"], DIAGNOSTICS_COLUMNS)
-        )
+        if self.early is not None and self.early.best is not None:
+            return self.early.best.arrays
+        return params.from_approx(self.advi.approx)
+
+    def run(self, console: Console) -> None:
+        from bnn_cli.fit import callbacks, loop
+        from bnn_cli.posterior import params
+
+        settings, state = self.config.inference, self.state
+        with make_progress(console) as progress:
+            task = progress.add_task(
+                "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
+            )
+            bar = callbacks.ProgressBar(progress, task)
+            early = [self.early] if self.early is not None else []
+            every = [*self.callbacks, bar, *early, self.checkpoint]
+            loop.run_fit(self.stepper, self.advi.approx, settings, state, every)
+        train_s = state.elapsed
+        verdict = self.verdict()
+        if self.early is not None and self.early.best is not None:
+            params.to_approx(self.advi.approx, self.early.best.arrays)
+        self.checkpoint.save(state)
+        kept = self.early.best.iteration if self.early and self.early.best else state.iteration
         runs.write_status(
-            run_dir,
-            "running",
+            self.run_dir,
+            "complete",
             iterations_done=state.iteration,
-            wall_s=round(state.elapsed + compile_s, 2),
-            compile_s=round(compile_s, 2),
+            kept_iteration=kept,
+            stopped_early=state.stopped is not None,
+            wall_s=round(train_s + self.compile_s, 2),
+            compile_s=round(self.compile_s, 2),
+            train_s=round(train_s, 2),
+            it_per_s=round(state.iteration / max(train_s, 1e-9), 3),
+            val_accuracy=state.val_accuracy,
+            converged=verdict["converged"] if verdict else None,
+            convergence=verdict,
+            finished=runs.utc_now(),
         )
-
-    def on_step(state: inference.FitState, loss: float) -> None:
-        if state.iteration % log_every == 0:
-            state.rows.append(elbo_row(state, log_every))
-        if state.iteration == window_start and tracked["window"] is None:
-            arrays = inference.mean_field_params(advi.approx)
-            tracked["window"] = diagnostics.snapshot(arrays, state.iteration, state.losses)
-        progress.update(
-            task,
-            completed=state.iteration,
-            loss=inference.smoothed_loss(state.losses),
-            rate=f"{state.iteration / max(state.elapsed, 1e-9):.1f} it/s",
+        console.print(
+            f"trained {state.iteration} iterations in {train_s:.1f} s "
+            f"({state.iteration / max(train_s, 1e-9):.1f} it/s, compile {self.compile_s:.1f} s);"
+            f" validation accuracy (posterior mean) {state.val_accuracy:.2%}",
+            highlight=False,
         )
+        if verdict and verdict.get("stopped_on_validation"):
+            console.print(verdict["message"], highlight=False)
+        elif verdict and not verdict["converged"]:
+            console.print(f"[bold yellow]warning:[/] {verdict['message']}", highlight=False)
 
-    def on_eval(state: inference.FitState) -> None:
-        arrays = inference.mean_field_params(advi.approx)
-        found = validate(predict_fn, arrays, config, splits)
-        state.val_accuracy = found["val_accuracy"]
-        if not state.rows or state.rows[-1]["iteration"] != state.iteration:
-            state.rows.append(elbo_row(state, log_every))
-        state.rows[-1].update(rounded(found))
-        track_tensors(state.iteration, arrays)
-        progress.update(
-            task,
-            val=f"{found['val_accuracy']:.2%} nll {found['val_nll']:.4f} mi {found['val_mi']:.4f}",
+    def verdict(self) -> dict | None:
+        """How the fit ended. A fit that kept an earlier point than its last (early stopping)
+        was chosen on validation: that is the verdict. Otherwise the convergence verdict on the
+        last 10 % of iterations (None if the fit never reached that window)."""
+        from bnn_cli import diagnostics
+        from bnn_cli.fit.advi import rho_step_sum
+        from bnn_cli.fit.callbacks import describe_metric
+        from bnn_cli.posterior import params
+
+        settings, state, best = self.config.inference, self.state, self.early and self.early.best
+        if best and (state.stopped or best.iteration < state.iteration):
+            message = state.stopped or (
+                f"ran all {state.iteration} iterations; kept iteration {best.iteration}, the best "
+                f"on validation ({describe_metric(self.early.metric, best.value)})"
+            )
+            return diagnostics.validation_verdict(
+                self.early.metric, best.iteration, best.value, state.iteration, message
+            )
+        window = self.window.snapshot
+        if window is None:
+            return None
+        advice = (
+            f"Raise inference.iterations (now {settings.iterations}) or inference.rho_lr_scale "
+            f"(now {settings.rho_lr_scale:g}) and compare the validation NLL."
         )
-        checkpoint(state)
-
-    with make_progress(console) as progress:
-        task = progress.add_task(
-            "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
+        return diagnostics.convergence_verdict(
+            window,
+            params.from_approx(self.advi.approx),
+            state.iteration,
+            state.losses,
+            rho_step_sum(settings, window.iteration, state.iteration),
+            advice,
         )
-        try:
-            fit(state, on_eval=on_eval, on_step=on_step)
-        except KeyboardInterrupt:
-            with signals_held():
-                checkpoint(state)
-            raise
-        except Exception:
-            # A failed fit (divergence, a bug) saves no parameters (they may be NaN), but the
-            # status still says how far it got; the caller then marks it failed with the reason.
-            mark_ended(run_dir, "running", iterations_done=state.iteration)
-            raise
-    train_s = state.elapsed
-    checkpoint(state)
-    verdict = convergence(config, tracked["window"], advi, state)
-    runs.write_status(
-        run_dir,
-        "complete",
-        iterations_done=state.iteration,
-        wall_s=round(train_s + compile_s, 2),
-        compile_s=round(compile_s, 2),
-        train_s=round(train_s, 2),
-        it_per_s=round(state.iteration / max(train_s, 1e-9), 3),
-        val_accuracy=state.val_accuracy,
-        converged=verdict["converged"] if verdict else None,
-        convergence=verdict,
-        finished=runs.utc_now(),
-    )
-    console.print(
-        f"trained {state.iteration} iterations in {train_s:.1f} s "
-        f"({state.iteration / max(train_s, 1e-9):.1f} it/s, compile {compile_s:.1f} s);"
-        f" validation accuracy (posterior mean) {state.val_accuracy:.2%}",
-        highlight=False,
-    )
-    if verdict and not verdict["converged"]:
-        console.print(f"[bold yellow]warning:[/] {verdict['message']}", highlight=False)
-
-
-def validate(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
-    """The validation figures tracked during a fit: accuracy with the posterior-mean weights,
-    and the NLL and mean mutual information of the predictive from `evaluate.val_draws`
-    draws (the same seeded draws at every validation, so the curves show the fit, not noise)."""
-    from bnn_cli import metrics
-    from bnn_cli.predict import accuracy_of_mean, predictive
-
-    if len(splits.y_val) == 0:  # data.val_size 0: nothing to validate on
-        return {"val_accuracy": float("nan"), "val_nll": float("nan"), "val_mi": float("nan")}
-    probs = predictive(
-        predict_fn,
-        arrays,
-        config.model,
-        splits.x_val,
-        config.evaluate.val_draws,
-        config.seed,
-        chunk_size=config.evaluate.chunk_size,
-    )
-    _, _, mutual_information = metrics.entropy(probs)
-    return {
-        "val_accuracy": accuracy_of_mean(
-            predict_fn, arrays, config.model, splits.x_val, splits.y_val
-        ),
-        "val_nll": metrics.nll(probs, splits.y_val),
-        "val_mi": float(mutual_information.mean()),
-    }
-
-
-def convergence(config: Config, window, advi, state) -> dict | None:
-    """The verdict on the last 10 % of the fit (None if the fit never reached that window)."""
-    from bnn_cli import diagnostics, inference
-
-    if window is None:
-        return None
-    settings = config.inference
-    advice = (
-        f"Raise inference.iterations (now {settings.iterations}) or inference.rho_lr_scale "
-        f"(now {settings.rho_lr_scale:g}) and compare the validation NLL."
-    )
-    return diagnostics.convergence_verdict(
-        window,
-        inference.mean_field_params(advi.approx),
-        state.iteration,
-        state.losses,
-        inference.rho_step_sum(settings, window.iteration, state.iteration),
-        advice,
-    )
-
-
-def rounded(summary: dict) -> dict:
-    return {k: v if isinstance(v, int) else float(f"{v:.6g}") for k, v in summary.items()}
-
-
-def elbo_row(state, log_every: int) -> dict:
-    recent = state.losses[-log_every:]
-    return {
-        "iteration": state.iteration,
-        "loss": round(float(np.mean(recent)), 4),
-        "elapsed_s": round(state.elapsed, 3),
-        "val_accuracy": "",
-        "val_nll": "",
-        "val_mi": "",
-    }
-
-
-def rows_csv(rows: list[dict], columns: tuple[str, ...]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def make_progress(console: Console) -> Progress:
@@ -330,7 +264,7 @@ def make_progress(console: Console) -> Progress:
 def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
     import pytensor
 
-    from bnn_cli.multistep import steps_per_call
+    from bnn_cli.fit.steppers import steps_per_call
     from bnn_cli.versions import installed_versions, lock_status
 
     return {
@@ -355,7 +289,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
             "blas_ldflags": pytensor.config.blas__ldflags,
             "steps_per_call": steps_per_call(config.inference),
         },
-        "started": utc_now(),
+        "started": runs.utc_now(),
     }
 
 

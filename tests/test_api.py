@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bnn_cli import inference, load_run
+from bnn_cli import load_run
 from bnn_cli.api import TrainedRun
 from bnn_cli.errors import RunError
+from bnn_cli.posterior import params
 from tests.conftest import REAL_DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_model_is_the_training_model(run):
 def test_approx_holds_the_saved_parameters_and_samples_inference_data(run, tiny_run):
     import arviz as az
 
-    restored = inference.mean_field_params(run.approx)
+    restored = params.from_approx(run.approx)
     with np.load(tiny_run / "approx.npz") as saved:
         assert sorted(restored) == sorted(saved.files)
         for key in saved.files:

@@ -53,7 +53,8 @@ def test_mean_field_noise_is_redrawn_every_step_and_seeded(name, architecture):
     """A step size of ~0 keeps the parameters and the minibatch fixed, so the loss can only
     change through the mean-field draws: they must differ step to step, repeat for the same
     seed and differ for another (PyTensor's JAX backend keeps the random state in a copy)."""
-    from bnn_cli.inference import compile_step, make_advi
+    from bnn_cli.fit.advi import make_advi
+    from bnn_cli.fit.steppers import OneStep
     from bnn_cli.models.build import build_model
 
     config = load_config(
@@ -73,10 +74,10 @@ def test_mean_field_noise_is_redrawn_every_step_and_seeded(name, architecture):
     def losses(seed):
         mode = backend.configure("float32", name)
         model = build_model(config, images, labels)
-        step = compile_step(
-            make_advi(model, config.inference, seed), config.inference, mode, feed=lambda: None
+        step = OneStep(
+            make_advi(model, config.inference, seed), config.inference, mode, feeder=lambda: None
         )
-        return [float(step()) for _ in range(3)]
+        return [float(step(i)[0]) for i in range(3)]
 
     try:
         first, again, other = losses(0), losses(0), losses(1)

@@ -6,7 +6,7 @@ import pytest
 from scipy.special import log_softmax
 
 from bnn_cli.config import config_from_dict
-from bnn_cli.inference import MinibatchFeeder
+from bnn_cli.fit.feeder import MinibatchFeeder
 from bnn_cli.models.architecture import forward, param_specs
 from bnn_cli.models.build import build_model
 

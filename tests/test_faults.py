@@ -33,12 +33,14 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import inference, runs
+from bnn_cli import runs
 from bnn_cli.config import config_yaml, load_config
 from bnn_cli.data.datasets import DATASETS
 from bnn_cli.data.idx import idx_bytes
 from bnn_cli.errors import RunError
+from bnn_cli.fit import steppers
 from bnn_cli.models.architecture import param_specs
+from bnn_cli.runs import store
 from tests.conftest import REAL_DATA_DIR
 from tests.test_download import FILES, cli_env, server, wait_for_partial  # noqa: F401
 
@@ -876,8 +878,8 @@ def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path, monkeypa
             return datetime(2026, 1, 2, 3, 4, 5, tzinfo=tz)
 
     tokens = iter(["aaaaaa", "aaaaaa", "bbbbbb"])  # the second draw collides with the first
-    monkeypatch.setattr(runs, "datetime", FrozenClock)
-    monkeypatch.setattr(runs.secrets, "token_hex", lambda n: next(tokens))
+    monkeypatch.setattr(store, "datetime", FrozenClock)
+    monkeypatch.setattr(store.secrets, "token_hex", lambda n: next(tokens))
     first = runs.create_run_dir(tmp_path, "smoke")
     (first / "marker").write_text("first")
     second = runs.create_run_dir(tmp_path, "smoke")
@@ -890,7 +892,7 @@ def test_two_runs_in_the_same_second_get_distinct_directories(tmp_path, monkeypa
 
 
 def test_hierarchical_parameters_are_checked(tmp_path):
-    from bnn_cli.evaluate import load_params
+    from bnn_cli.posterior.params import load as load_params
 
     config = load_config(SMOKE, [*TINY, "prior.kind=hierarchical"])
     arrays = {}
@@ -942,8 +944,8 @@ def test_a_fault_during_the_compile_is_recorded_honestly(
     def compile_step_function(*args, **kwargs):
         raise fault
 
-    # the one compile both fit loops (one step per call and K per call) go through
-    monkeypatch.setattr(inference, "compile_step_function", compile_step_function)
+    # the one compile both steppers (one step per call and K per call) go through
+    monkeypatch.setattr(steppers, "compile_step_function", compile_step_function)
     from bnn_cli.train import train
 
     config = load_config(SMOKE, [*TINY, *SYNTHETIC])
@@ -954,7 +956,7 @@ def test_a_fault_during_the_compile_is_recorded_honestly(
     assert (status["state"], status["message"]) == (state, message)
     assert not (run_dir / "approx.npz").exists()
     with pytest.raises(RunError, match=f"is {state}, not complete"):
-        runs.load_run(run_dir)
+        runs.open_run(run_dir)
 
 
 def test_an_unexpected_error_exits_1_pointing_to_debug(tmp_path):

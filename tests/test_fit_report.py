@@ -3,6 +3,7 @@
 import numpy as np
 
 from bnn_cli import fit_report
+from bnn_cli.runs import files
 
 
 def test_convergence_paragraph_warns_or_confirms():
@@ -24,11 +25,11 @@ def test_diagnostics_csv_becomes_series_per_tensor(tmp_path):
         "iteration,tensor,size,median_sigma,share_snr_below_1\n"
         "10,w,4,0.001,0.25\n10,b,2,0.002,0.5\n20,w,4,0.003,0.75\n20,b,torn"
     )
-    series = fit_report.read_diagnostics_csv(path)
+    series = files.read_diagnostics_csv(tmp_path)
     assert list(series) == ["w", "b"]
     np.testing.assert_array_equal(series["w"]["median_sigma"], [0.001, 0.003])
     np.testing.assert_array_equal(series["b"]["iteration"], [10])  # the torn row is skipped
-    assert fit_report.read_diagnostics_csv(tmp_path / "absent.csv") == {}
+    assert files.read_diagnostics_csv(tmp_path / "absent") == {}
 
 
 def test_ood_captions_name_the_set():

@@ -12,7 +12,8 @@ from rich.console import Console
 
 from bnn_cli import metrics
 from bnn_cli.config import Config
-from bnn_cli.report import PER_CLASS_COLUMNS, read_elbo_csv, write_report
+from bnn_cli.report import PER_CLASS_COLUMNS, write_report
+from bnn_cli.runs.files import read_elbo_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COMMON_PLOTS = {
@@ -194,13 +195,13 @@ def test_fixed_prior_without_elbo_csv(tmp_path):
 
 
 def test_read_elbo_csv_tolerates_gaps(tmp_path):
-    assert read_elbo_csv(tmp_path / "missing.csv") is None
-    (tmp_path / "empty.csv").write_text("iteration,loss,elapsed_s,val_accuracy\n")
-    assert read_elbo_csv(tmp_path / "empty.csv") is None
+    assert read_elbo_csv(tmp_path) is None  # no elbo.csv
+    (tmp_path / "elbo.csv").write_text("iteration,loss,elapsed_s,val_accuracy\n")
+    assert read_elbo_csv(tmp_path) is None
     (tmp_path / "elbo.csv").write_text(
         "iteration,loss,elapsed_s,val_accuracy\n1,10.5,0.1,\n2,9.5,0.2,0.81\n3,oops,0.3,\n"
     )
-    elbo = read_elbo_csv(tmp_path / "elbo.csv")
+    elbo = read_elbo_csv(tmp_path)
     np.testing.assert_array_equal(elbo["iteration"], [1, 2])
     np.testing.assert_array_equal(elbo["loss"], [10.5, 9.5])
     assert np.isnan(elbo["val_accuracy"][0]) and elbo["val_accuracy"][1] == 0.81

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import inference, multistep, runs
+from bnn_cli import runs
 from bnn_cli.config import load_config
+from bnn_cli.fit import steppers
 from bnn_cli.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,24 +104,15 @@ def test_interrupted_fit_saves_parameters_and_says_interrupted(
     """Ctrl-C during iteration 26: one step per call stops there; with 10 steps per call the
     call in flight is dropped and the parameters after iteration 20 are saved."""
     config = load_config(ROOT / "configs" / "smoke.yaml", [*TINY, f"inference.steps_per_call={k}"])
-    real_run_fit = inference.run_fit
-    real_call = multistep.MultiStep.__call__
-
-    def interrupted_fit(step, settings, state, on_eval, on_step=None):
-        def step_then_interrupt():
-            if state.iteration == 25:
-                raise KeyboardInterrupt
-            return step()
-
-        return real_run_fit(step_then_interrupt, settings, state, on_eval, on_step)
+    stepper = steppers.OneStep if k == 1 else steppers.MultiStep
+    real_call = stepper.__call__
 
     def interrupted_call(self, start):
-        if start == 20:
+        if start == saved:
             raise KeyboardInterrupt
         return real_call(self, start)
 
-    monkeypatch.setattr(inference, "run_fit", interrupted_fit)
-    monkeypatch.setattr(multistep.MultiStep, "__call__", interrupted_call)
+    monkeypatch.setattr(stepper, "__call__", interrupted_call)
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path, str(real_data_dir), quiet())
     (run_dir,) = runs.list_runs(tmp_path)
@@ -129,8 +121,8 @@ def test_interrupted_fit_saves_parameters_and_says_interrupted(
     assert "mu/out_w" in np.load(run_dir / "approx.npz").files
     assert json.loads((run_dir / "meta.json").read_text())["pytensor"]["steps_per_call"] == k
     with pytest.raises(Exception, match="interrupted, not complete"):
-        runs.load_run(run_dir)
-    assert runs.load_run(run_dir, allow_incomplete=True).status["state"] == "interrupted"
+        runs.open_run(run_dir)
+    assert runs.open_run(run_dir, allow_incomplete=True).status["state"] == "interrupted"
 
 
 @pytest.mark.slow
@@ -146,7 +138,7 @@ def test_a_short_fit_records_diagnostics_and_is_flagged_not_converged(real_fashi
     assert status["converged"] is False
     verdict = status["convergence"]
     # the last 10 % opens at 36, moved back to the last call boundary (K = 10 on a CPU: 30)
-    k = multistep.steps_per_call(config.inference)
+    k = steppers.steps_per_call(config.inference)
     assert verdict["window"] == [36 - 36 % k, 40] and set(verdict["tensors"]) == {
         "dense1_w",
         "dense1_b",

@@ -25,7 +25,7 @@ def build_model(config: Config, images: np.ndarray, labels: np.ndarray) -> pm.Mo
     """The Bayesian network with a minibatch likelihood scaled to the full training set.
 
     The minibatch lives in two data containers of fixed shape, `x_batch` and `y_batch`, which
-    `inference.MinibatchFeeder` fills from one index per step, so images and labels stay paired.
+    `fit.feeder.MinibatchFeeder` fills from one index per step, so images and labels stay paired.
     Static shapes let every backend (C, Numba, JAX) compile the step once, and the training set
     stays out of the compiled graph.
     """

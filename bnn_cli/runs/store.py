@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 
 from bnn_cli.atomic import atomic_write_json, pid_alive
-from bnn_cli.errors import RunError
+from bnn_cli.config import Config, config_from_dict
+from bnn_cli.errors import BnnError, RunError
 
 STATES = ("running", "complete", "failed", "interrupted")
 
@@ -92,7 +93,7 @@ class Run:
     config: dict[str, Any]
 
 
-def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
+def open_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
     """Open a run for reading; refuses one that is missing or not complete (unless allowed)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -113,6 +114,14 @@ def load_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
     if not isinstance(config, dict):
         raise RunError(f"'{config_path}' is corrupt (not a mapping)")
     return Run(run_dir, status, config)
+
+
+def run_config(run: Run) -> Config:
+    """The run's config.yaml as a validated `Config`."""
+    try:
+        return config_from_dict(run.config)
+    except BnnError as exc:
+        raise RunError(f"run '{run.path.name}' has an invalid config.yaml: {exc}") from None
 
 
 def incomplete_message(run_dir: Path, status: dict[str, Any]) -> str:

@@ -1,33 +1,33 @@
-"""Many ADVI steps per compiled call (JAX backend): the fit loop on the device.
+"""Steppers: K ADVI steps per call, for the loop in `fit.loop`.
 
-One step per call costs a Python round trip, a minibatch copy and a learning-rate copy each time;
-on a GPU that, not the arithmetic, bounds the rate. Here the step PyTensor compiled for JAX (the
-same PyMC objective and optimizer, untouched) runs K times inside one `jax.lax.scan`:
+`OneStep` is PyMC's compiled step, one per call (every backend). `MultiStep` runs many per
+compiled call (JAX backend): the fit loop on the device. One step per call costs a Python round
+trip, a minibatch copy and a learning-rate copy each time; on a GPU that, not the arithmetic,
+bounds the rate. Here the step PyTensor compiled for JAX (the same PyMC objective and optimizer,
+untouched) runs K times inside one `jax.lax.scan`:
 
 - the training set goes to the device once; each step gathers its minibatch there by index;
-- the indices come from the host's seeded per-epoch permutation (`inference.MinibatchFeeder`), one
-  (K, batch) int32 block per call. It is tiny (200 kB at K=100), and it keeps the very order a
+- the indices come from the host's seeded per-epoch permutation (`fit.feeder.MinibatchFeeder`),
+  one (K, batch) int32 block per call. It is tiny (200 kB at K=100), and it keeps the very order a
   K=1 fit sees, so K changes the speed of a fit, not the fit;
 - every scheduled scalar (the learning rate, a tempered objective's KL weight) comes as a
   length-K vector, one value per step;
 - the random state of the mean-field noise is threaded through the scan like the parameters.
-
-Between calls the loop does what `inference.run_fit` does (progress, validation, checkpoints,
-divergence, Ctrl-C), with the same callbacks called once per iteration in order.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from functools import partial
 
 import numpy as np
 
-from bnn_cli import inference
 from bnn_cli.config import InferenceConfig
+from bnn_cli.fit.advi import compile_step_function
+from bnn_cli.fit.feeder import MinibatchFeeder
+from bnn_cli.fit.loop import Stepper
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +57,8 @@ def steps_per_call(settings: InferenceConfig) -> int:
     return math.gcd(wanted, settings.eval_every, settings.iterations)
 
 
-def compile_fit(
-    advi, settings: InferenceConfig, mode, feeder: inference.MinibatchFeeder
-) -> Callable[..., inference.FitState]:
-    """The fit loop for these settings: `fit(state, on_eval, on_step)`. K = 1 is the host
-    loop of `inference.run_fit`, unchanged."""
+def make_stepper(advi, settings: InferenceConfig, mode, feeder: MinibatchFeeder) -> Stepper:
+    """The stepper for these settings: K = 1 is PyMC's step function called once per step."""
     k = steps_per_call(settings)
     if settings.steps_per_call and k != settings.steps_per_call:
         logger.info(
@@ -72,20 +69,37 @@ def compile_fit(
             settings.iterations,
         )
     if k == 1:
-        step = inference.compile_step(advi, settings, mode, feeder)
-        return partial(inference.run_fit, step, settings)
-    return partial(run_fit, MultiStep(advi, settings, mode, feeder, k), settings)
+        return OneStep(advi, settings, mode, feeder)
+    return MultiStep(advi, settings, mode, feeder, k)
+
+
+class OneStep:
+    """One optimizer step per call: feed the next minibatch, set the scheduled values (the
+    learning rate, a tempered objective's KL weight), then PyMC's compiled function samples the
+    weights, takes the step and returns the loss (negative ELBO estimate)."""
+
+    k = 1
+
+    def __init__(self, advi, settings: InferenceConfig, mode, feeder: Callable[[], None]):
+        self.fn, self.schedules = compile_step_function(advi, settings, mode)
+        self.feeder = feeder
+
+    def __call__(self, start: int) -> np.ndarray:
+        self.feeder()
+        for shared, value_at in self.schedules.items():
+            shared.set_value(np.asarray(value_at(start), dtype=shared.dtype))
+        return np.array([float(self.fn())])
 
 
 class MultiStep:
     """`multi_step(i)`: K optimizer steps from 0-based iteration `i` in one compiled call; the
     parameters, optimizer state and random state stay in PyTensor's shared containers between
-    calls (so checkpoints and `mean_field_params` read them as before); returns the K losses."""
+    calls (so checkpoints and `posterior.params.from_approx` read them); returns the K losses."""
 
     def __init__(self, advi, settings: InferenceConfig, mode, feeder, k: int):
         import jax
 
-        fn, schedules = inference.compile_step_function(advi, settings, mode)
+        fn, schedules = compile_step_function(advi, settings, mode)
         if fn.maker.linker.scalar_shape_inputs:
             raise RuntimeError("the JAX step function has shape inputs; use steps_per_call 1")
         self.settings, self.feeder, self.k = settings, feeder, k
@@ -142,41 +156,3 @@ def k_steps(
         return tuple(outputs[o] for o in carried_outputs), outputs[0]
 
     return jax.lax.scan(body, carried, (rows, rates))
-
-
-def run_fit(
-    step: MultiStep,
-    settings: InferenceConfig,
-    state: inference.FitState,
-    on_eval: Callable[[inference.FitState], None],
-    on_step: Callable[[inference.FitState, float], None] | None = None,
-) -> inference.FitState:
-    """`inference.run_fit` with K steps per call: the callbacks see every iteration in order,
-    stamped with times spread evenly over its call; any non-finite loss among the K raises
-    `FitFailed` naming its iteration; Ctrl-C leaves the state at the end of the last whole call,
-    where the parameters are."""
-    while state.iteration < settings.iterations:
-        start, logged, began = state.iteration, len(state.losses), time.perf_counter()
-        losses = step(start)
-        took = time.perf_counter() - began
-        bad = np.flatnonzero(~np.isfinite(losses))
-        if bad.size:
-            state.iteration = start + int(bad[0]) + 1
-            raise inference.diverged(settings, float(losses[bad[0]]), state.iteration)
-        try:
-            for j, loss in enumerate(losses.tolist()):
-                state.iteration = start + j + 1
-                state.losses.append(loss)
-                state.clock = began + took * (j + 1) / step.k
-                if on_step:
-                    on_step(state, loss)
-        except KeyboardInterrupt:  # the parameters are those after the whole call
-            del state.losses[logged:]
-            state.losses.extend(losses.tolist())
-            state.iteration = start + step.k
-            raise
-        finally:
-            state.clock = None
-        if state.iteration % settings.eval_every == 0 or state.iteration == settings.iterations:
-            on_eval(state)
-    return state

@@ -1,5 +1,5 @@
 """K ADVI steps per compiled call: the same fit as one step per call, seeded, each image once
-per epoch; divergence and Ctrl-C inside a call."""
+per epoch; divergence inside a call."""
 
 import importlib.util
 from pathlib import Path
@@ -7,16 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnn_cli import backend, inference, multistep
+from bnn_cli import backend
 from bnn_cli.config import InferenceConfig, load_config
 from bnn_cli.errors import FitFailed
+from bnn_cli.fit import advi, feeder, loop, steppers
+from bnn_cli.posterior import params
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_steps_per_call_divides_eval_every_and_iterations():
     def k(**kwargs):
-        return multistep.steps_per_call(InferenceConfig(**kwargs))
+        return steppers.steps_per_call(InferenceConfig(**kwargs))
 
     assert k(iterations=3000, eval_every=500, steps_per_call=100) == 100
     assert k(iterations=1000, eval_every=250, steps_per_call=100) == 50
@@ -24,70 +26,6 @@ def test_steps_per_call_divides_eval_every_and_iterations():
     assert k(iterations=7, eval_every=3, steps_per_call=100) == 1
     assert k(iterations=3000, eval_every=500, backend="c") == 1
     assert k(iterations=3000, eval_every=500, backend="numba") == 1
-
-
-class FakeSteps:
-    """Stands for `MultiStep`: hands out the given loss blocks, one per call, or raises."""
-
-    def __init__(self, k, blocks):
-        self.k, self.blocks, self.starts = k, list(blocks), []
-
-    def __call__(self, start):
-        self.starts.append(start)
-        block = self.blocks.pop(0)
-        if isinstance(block, BaseException):
-            raise block
-        return np.asarray(block, dtype=float)
-
-
-def test_callbacks_see_every_iteration_in_order_and_evals_at_multiples():
-    settings = InferenceConfig(iterations=12, eval_every=4)
-    steps = FakeSteps(4, [[4, 3, 2, 1], [1, 1, 1, 1], [0, 0, 0, 0]])
-    seen, stamps, evals = [], [], []
-
-    def on_step(state, loss):
-        seen.append((state.iteration, loss))
-        stamps.append(state.elapsed)
-
-    state = multistep.run_fit(
-        steps, settings, inference.FitState(), lambda s: evals.append(s.iteration), on_step
-    )
-    assert [i for i, _ in seen] == list(range(1, 13))
-    assert [loss for _, loss in seen[:4]] == [4, 3, 2, 1]
-    assert evals == [4, 8, 12] and steps.starts == [0, 4, 8]
-    assert state.iteration == 12 and len(state.losses) == 12
-    assert stamps == sorted(stamps) and state.clock is None
-
-
-def test_a_non_finite_loss_inside_a_call_names_its_iteration():
-    settings = InferenceConfig(iterations=12, eval_every=4, learning_rate=0.5)
-    steps = FakeSteps(4, [[3, 2, 1, 1], [1, 1, float("inf"), float("nan")]])
-    with pytest.raises(FitFailed, match=r"loss became inf at iteration 7.*\(now 0.5\)"):
-        multistep.run_fit(steps, settings, inference.FitState(), lambda s: None)
-
-
-def test_ctrl_c_during_a_call_leaves_the_state_at_the_last_whole_call():
-    settings = InferenceConfig(iterations=12, eval_every=4)
-    steps = FakeSteps(4, [[3, 2, 1, 1], KeyboardInterrupt()])
-    state = inference.FitState()
-    with pytest.raises(KeyboardInterrupt):
-        multistep.run_fit(steps, settings, state, lambda s: None)
-    assert state.iteration == 4 and state.losses == [3, 2, 1, 1]
-
-
-def test_ctrl_c_in_a_callback_counts_the_whole_call_whose_parameters_are_kept():
-    settings = InferenceConfig(iterations=12, eval_every=4)
-    steps = FakeSteps(4, [[1, 1, 1, 1], [5, 6, 7, 8]])
-
-    def on_step(state, loss):
-        if state.iteration == 6:
-            raise KeyboardInterrupt
-
-    state = inference.FitState()
-    with pytest.raises(KeyboardInterrupt):
-        multistep.run_fit(steps, settings, state, lambda s: None, on_step)
-    assert state.iteration == 8 and state.losses == [1, 1, 1, 1, 5, 6, 7, 8]
-    assert state.clock is None
 
 
 def tiny_fit(k: int, seed: int = 0, lr: float = 0.003):
@@ -112,14 +50,15 @@ def tiny_fit(k: int, seed: int = 0, lr: float = 0.003):
     labels = rng.integers(0, 10, size=64)
     mode = backend.configure("float32", "jax")
     model = build_model(config, images, labels)
-    advi = inference.make_advi(model, config.inference, seed)
-    feeder = inference.MinibatchFeeder(model, images, labels, seed)
+    fit = advi.make_advi(model, config.inference, seed)
+    batches = feeder.MinibatchFeeder(model, images, labels, seed)
     rows = []
-    draw = feeder.next_indices
-    feeder.next_indices = lambda: rows.append(draw()) or rows[-1]
-    fit = multistep.compile_fit(advi, config.inference, mode, feeder)
-    state = fit(inference.FitState(), on_eval=lambda s: None)
-    return np.array(state.losses), inference.mean_field_params(advi.approx), np.array(rows)
+    draw = batches.next_indices
+    batches.next_indices = lambda: rows.append(draw()) or rows[-1]
+    stepper = steppers.make_stepper(fit, config.inference, mode, batches)
+    assert stepper.k == k
+    state = loop.run_fit(stepper, fit.approx, config.inference, loop.FitState())
+    return np.array(state.losses), params.from_approx(fit.approx), np.array(rows)
 
 
 @pytest.mark.slow

@@ -1,0 +1,110 @@
+"""Minibatch ADVI on the `pm.Model`: PyMC's mean-field approximation and its own objective
+(tempered where asked), the optimizer with its step sizes, and the schedules the loop sets at
+every step."""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import pymc as pm
+import pytensor
+
+from bnn_cli.config import InferenceConfig
+
+OPTIMIZERS = {"adam": pm.adam, "adamax": pm.adamax, "sgd": pm.sgd}
+
+
+def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.KLqp:
+    """PyMC's ADVI with a small initial scale on every variable (PyMC's default ~0.7 makes this
+    network's ELBO NaN at once). A tempered objective (`kl_weight`, `kl_warmup`) is PyMC's own
+    KLqp on the same mean-field approximation, its KL weight `beta` a shared scalar that the
+    loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1."""
+    start_sigma = {model.rvs_to_values[rv].name: settings.start_sigma for rv in model.free_RVs}
+    if is_tempered(settings):
+        approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+        beta = pytensor.shared(np.asarray(kl_weight_at(settings, 0), pytensor.config.floatX))
+        advi = pm.KLqp(approx, beta=beta)
+    else:
+        advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
+    with_static_shapes(advi.approx)
+    return advi
+
+
+def is_tempered(settings: InferenceConfig) -> bool:
+    return settings.kl_weight != 1.0 or settings.kl_warmup > 0
+
+
+def kl_weight_at(settings: InferenceConfig, iteration: int) -> float:
+    """The KL term's weight for 0-based `iteration`: `kl_weight`, reached by a linear ramp
+    from 0 over the first `kl_warmup` iterations (the data first shapes the means, then the
+    prior pulls the scales out)."""
+    if iteration >= settings.kl_warmup:
+        return settings.kl_weight
+    return settings.kl_weight * iteration / settings.kl_warmup
+
+
+def with_static_shapes(approx) -> None:
+    """Give the mean-field parameters (shared vectors) their static length. PyMC creates them
+    with an unknown length, which leaves shape computations in the step function that the JAX
+    backend cannot trace; the C and Numba backends lose nothing."""
+    for group in approx.groups:
+        for key, shared in list(group.shared_params.items()):
+            value = shared.get_value()
+            group.shared_params[key] = pytensor.shared(value, name=shared.name, shape=value.shape)
+
+
+def learning_rate_at(settings: InferenceConfig, iteration: int) -> float:
+    """The step size for 0-based `iteration`: constant, or a cosine decay to zero that lets the
+    last iterations settle instead of hopping around the optimum at full step size."""
+    if settings.lr_schedule == "constant":
+        return settings.learning_rate
+    progress = min(iteration / settings.iterations, 1.0)
+    return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | None):
+    """PyMC's compiled step (sample the weights, take the optimizer step, return the loss) and
+    its schedules: {shared scalar: its value at a 0-based iteration} (the learning rate, and the
+    KL weight of a tempered objective)."""
+    learning_rate = pytensor.shared(
+        np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
+    )
+    optimizer = make_optimizer(settings, learning_rate)
+    compile_kwargs = {"mode": mode} if mode else {}
+    step_fn = advi.objective.step_function(
+        obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
+    )
+    schedules = {learning_rate: partial(learning_rate_at, settings)}
+    beta = advi.objective.op.beta
+    if isinstance(beta, pytensor.compile.SharedVariable):
+        schedules[beta] = partial(kl_weight_at, settings)
+    return step_fn, schedules
+
+
+def make_optimizer(settings: InferenceConfig, learning_rate) -> Callable:
+    """PyMC's optimizer for the mean-field parameters; with `rho_lr_scale` != 1 the scales
+    (`rho`) get their own optimizer whose step size is that many times the means' (`mu`)."""
+    base = OPTIMIZERS[settings.optimizer]
+    if settings.rho_lr_scale == 1.0:
+        return base(learning_rate=learning_rate)
+    rho_learning_rate = learning_rate * np.asarray(settings.rho_lr_scale, dtype=learning_rate.dtype)
+
+    def per_group(grads, params):
+        updates = OrderedDict()
+        for grad, param in zip(grads, params, strict=True):
+            step = rho_learning_rate if param.name == "rho" else learning_rate
+            updates.update(base([grad], [param], learning_rate=step))
+        return updates
+
+    return per_group
+
+
+def rho_step_sum(settings: InferenceConfig, start: int, stop: int) -> float:
+    """The sum of the step sizes applied to rho over iterations [start, stop): the furthest
+    Adam can have moved any rho in that span."""
+    steps = sum(learning_rate_at(settings, i) for i in range(start, stop))
+    return steps * settings.rho_lr_scale

@@ -1,0 +1,215 @@
+"""The work between blocks of the fit loop, one small callable each: `(approx, state)`.
+
+Each keeps its own state on `self`, in the manner of `pymc.variational.callbacks`, and can be
+tested with a fake approximation and a hand-made `FitState`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bnn_cli import diagnostics
+from bnn_cli.config import Config, InferenceConfig
+from bnn_cli.fit.loop import FitState
+from bnn_cli.posterior import params
+from bnn_cli.runs import files, store
+
+
+class LossLog:
+    """elbo.csv rows: every `log_every` iterations, the mean loss over the last `log_every`."""
+
+    def __init__(self, log_every: int):
+        self.log_every = log_every
+
+    def __call__(self, approx, state: FitState) -> None:
+        first = state.block_start + 1
+        for iteration in range(
+            first + (-first) % self.log_every, state.iteration + 1, self.log_every
+        ):
+            state.rows.append(loss_row(state, iteration, self.log_every))
+
+
+def loss_row(state: FitState, iteration: int, log_every: int) -> dict:
+    recent = state.losses[max(0, iteration - log_every) : iteration]
+    return files.elbo_row(iteration, float(np.mean(recent)), state.elapsed_at(iteration))
+
+
+class ConvergenceWindow:
+    """Snapshots the approximation where the convergence verdict's window opens (a block
+    boundary: inside a K-step call the parameters are already the call's last)."""
+
+    def __init__(self, opens_at: int):
+        self.opens_at = opens_at
+        self.snapshot: diagnostics.Snapshot | None = None
+
+    def __call__(self, approx, state: FitState) -> None:
+        if state.iteration == self.opens_at and self.snapshot is None:
+            arrays = params.from_approx(approx)
+            self.snapshot = diagnostics.snapshot(arrays, state.iteration, state.losses)
+
+
+def record_tensors(state: FitState, iteration: int, arrays: dict) -> None:
+    """diagnostics.csv rows: per tensor its median sigma and share of |mu|/sigma < 1."""
+    for name, summary in diagnostics.tensor_summaries(arrays).items():
+        state.tensor_rows.append({"iteration": iteration, "tensor": name, **rounded(summary)})
+
+
+class Validation:
+    """At every `eval_every` (and the last iteration): accuracy with the posterior-mean weights,
+    the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same draws at
+    every validation, so the curves show the fit, not noise), and the tensor summaries."""
+
+    def __init__(self, predict_fn, config: Config, splits):
+        self.predict_fn, self.config, self.splits = predict_fn, config, splits
+
+    def __call__(self, approx, state: FitState) -> None:
+        if not state.is_eval_point(self.config.inference):
+            return
+        arrays = params.from_approx(approx)
+        found = validation_figures(self.predict_fn, arrays, self.config, self.splits)
+        state.validated = {"iteration": state.iteration, **found}
+        state.val_accuracy = found["val_accuracy"]
+        if not state.rows or state.rows[-1]["iteration"] != state.iteration:
+            log_every = max(1, self.config.inference.eval_every // 10)
+            state.rows.append(loss_row(state, state.iteration, log_every))
+        state.rows[-1].update(rounded(found))
+        record_tensors(state, state.iteration, arrays)
+
+
+def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
+    from bnn_cli import metrics
+    from bnn_cli.predict import accuracy_of_mean, predictive
+
+    if len(splits.y_val) == 0:  # no validation images: nothing to validate on
+        return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}
+    probs = predictive(
+        predict_fn,
+        arrays,
+        config.model,
+        splits.x_val,
+        config.evaluate.val_draws,
+        config.seed,
+        chunk_size=config.evaluate.chunk_size,
+    )
+    _, _, mutual_information = metrics.entropy(probs)
+    return {
+        "val_accuracy": accuracy_of_mean(
+            predict_fn, arrays, config.model, splits.x_val, splits.y_val
+        ),
+        "val_nll": metrics.nll(probs, splits.y_val),
+        "val_mi": float(mutual_information.mean()),
+    }
+
+
+class ProgressBar:
+    """The rich progress bar: iterations, smoothed loss, the last validation, the rate."""
+
+    def __init__(self, progress, task):
+        self.progress, self.task = progress, task
+
+    def __call__(self, approx, state: FitState) -> None:
+        fields = {}
+        found = state.validated
+        if found and found["iteration"] == state.iteration:
+            fields["val"] = (
+                f"{found['val_accuracy']:.2%} nll {found['val_nll']:.4f} mi {found['val_mi']:.4f}"
+            )
+        elapsed = state.elapsed_at(state.iteration)
+        self.progress.update(
+            self.task,
+            completed=state.iteration,
+            loss=diagnostics.smoothed(state.losses),
+            rate=f"{state.iteration / max(elapsed, 1e-9):.1f} it/s",
+            **fields,
+        )
+
+
+@dataclass
+class Best:
+    iteration: int
+    value: float
+    arrays: dict
+
+
+class EarlyStopping:
+    """Keeps the parameters of the best validation point (`val_nll`: lowest; `val_accuracy`:
+    highest) and ends the fit once `patience` validations in a row have not beaten it and
+    `min_iterations` are done."""
+
+    def __init__(self, metric: str, patience: int, min_iterations: int = 0):
+        self.metric, self.patience, self.min_iterations = metric, patience, min_iterations
+        self.best: Best | None = None
+        self.since_best = 0
+
+    @classmethod
+    def from_settings(cls, settings: InferenceConfig) -> EarlyStopping | None:
+        if settings.early_stopping == "none":
+            return None
+        return cls(settings.early_stopping, settings.patience, settings.min_iterations)
+
+    def improves(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        return value > self.best.value if self.metric == "val_accuracy" else value < self.best.value
+
+    def __call__(self, approx, state: FitState) -> None:
+        found = state.validated
+        if not found or found["iteration"] != state.iteration:
+            return
+        value = found[self.metric]
+        if self.improves(value):
+            self.best = Best(state.iteration, value, params.from_approx(approx))
+            self.since_best = 0
+            return
+        self.since_best += 1
+        if self.since_best >= self.patience and state.iteration >= self.min_iterations:
+            raise StopIteration(self.message(state.iteration))
+
+    def message(self, iteration: int) -> str:
+        return (
+            f"stopped on validation at iteration {iteration}: {self.metric} had not improved "
+            f"for {self.since_best} validations; kept iteration {self.best.iteration} (best "
+            f"{describe_metric(self.metric, self.best.value)})"
+        )
+
+
+def describe_metric(metric: str, value: float) -> str:
+    if metric == "val_accuracy":
+        return f"validation accuracy {value:.2%}"
+    return f"validation NLL {value:.4f}"
+
+
+class Checkpoint:
+    """Saves the run's files at every validation: approx.npz (`kept()`: the parameters the
+    fit would keep if it ended now), elbo.csv, diagnostics.csv and a `running` status."""
+
+    def __init__(self, run_dir: Path, settings: InferenceConfig, compile_s: float, kept):
+        self.run_dir, self.settings, self.compile_s = run_dir, settings, compile_s
+        self.kept: Callable[[], dict] = kept
+
+    def __call__(self, approx, state: FitState) -> None:
+        if state.is_eval_point(self.settings):
+            self.save(state)
+
+    def save(self, state: FitState) -> None:
+        params.save(self.run_dir, self.kept())
+        files.write_elbo_csv(self.run_dir, state.rows)
+        files.write_diagnostics_csv(self.run_dir, state.tensor_rows)
+        store.write_status(
+            self.run_dir,
+            "running",
+            iterations_done=state.iteration,
+            wall_s=round(state.elapsed + self.compile_s, 2),
+            compile_s=round(self.compile_s, 2),
+        )
+
+
+def rounded(summary: dict) -> dict:
+    return {k: v if isinstance(v, int) else float(f"{v:.6g}") for k, v in summary.items()}
