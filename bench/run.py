@@ -124,10 +124,11 @@ def predictive_throughput(run_dir: str, draws: int = 100) -> dict:
     """Posterior predictive on the 10,000 test images with `draws` draws, timed in a child."""
     code = (
         "import sys, time, json, numpy as np\n"
-        "from bnn_cli import backend, runs\n"
+        "from bnn_cli import runs\n"
+        "from bnn_cli.fit import backend\n"
         "from bnn_cli.posterior import params\n"
         "from bnn_cli.data.datasets import load_splits\n"
-        "from bnn_cli.predict import compile_predict, predictive\n"
+        "from bnn_cli.posterior.predictive import compile_predict, predictive\n"
         f"run = runs.open_run('{run_dir}'); config = runs.run_config(run)\n"
         "mode = backend.configure(config.inference.floatX, config.inference.backend)\n"
         "arrays = params.load(run.path, config)\n"

@@ -69,7 +69,7 @@ class TrainedRun:
     @cached_property
     def _compile_mode(self) -> str | None:
         """Sets PyTensor's floatX for this run; the compile mode of its backend."""
-        from bnn_cli import backend
+        from bnn_cli.fit import backend
 
         return backend.configure(self.config.inference.floatX, self.config.inference.backend)
 
@@ -105,12 +105,12 @@ class TrainedRun:
         (draws, images, classes); each row sums to 1.
 
         `images`: (28, 28) or (n, 28, 28) in MNIST's format, a white digit on black, floats in
-        [0, 1] or uint8 0-255 (`bnn_cli.images.read_images` makes files into this). `draws`:
+        [0, 1] or uint8 0-255 (`bnn_cli.data.images.read_images` makes files into this). `draws`:
         posterior draws (default: the config's `evaluate.draws`); `seed`: the draws' seed
         (default: the run's seed, as `bnn evaluate` uses).
         """
         pixels = as_images(images)
-        from bnn_cli.predict import predictive
+        from bnn_cli.posterior.predictive import predictive
 
         return predictive(
             self._predict_fn,
@@ -125,7 +125,7 @@ class TrainedRun:
     @cached_property
     def _predict_fn(self):
         mode = self._compile_mode
-        from bnn_cli.predict import compile_predict
+        from bnn_cli.posterior.predictive import compile_predict
 
         return compile_predict(self.config.model, mode)
 

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from bnn_cli import __version__
 from bnn_cli.errors import BnnError, DataError, ExitCode
-from bnn_cli.tables import FORMATS
+from bnn_cli.report.tables import FORMATS
 
 
 def _console(stderr: bool) -> Console:
@@ -214,7 +214,7 @@ def evaluate(
 
     The report files replace the run's earlier ones as a whole, at the end.
     """
-    from bnn_cli.evaluate import evaluate_run
+    from bnn_cli.posterior.evaluate import evaluate_run
 
     evaluate_run(
         Path(run_dir),
@@ -283,7 +283,7 @@ def predict(
     An unreadable image is an error (exit 3) naming the file; with --keep-going the other
     images are still answered, then the command exits 3.
     """
-    from bnn_cli.classify import predict_files, print_answers
+    from bnn_cli.posterior.classify import predict_files, print_answers
 
     fmt = _format_shorthand(fmt, as_json=as_json, as_csv=as_csv)
     prediction = predict_files(
@@ -345,7 +345,7 @@ def compare(
     csv_path: str | None,
 ) -> None:
     """Runs side by side, best accuracy first; runs that cannot be ranked say why."""
-    from bnn_cli.compare import compare_runs, select_runs
+    from bnn_cli.report.compare import compare_runs, select_runs
 
     if run_dirs and runs_dir:
         raise click.UsageError("give RUN_DIRs or --runs-dir, not both")

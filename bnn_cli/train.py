@@ -40,7 +40,7 @@ def train_and_evaluate(
             load_ood_images(name, data_dir, "test", 0)
     run_dir = train(config, runs_dir, data_dir, console, argv)
     if evaluate:
-        from bnn_cli.evaluate import evaluate_run
+        from bnn_cli.posterior.evaluate import evaluate_run
 
         evaluate_run(
             run_dir,
@@ -73,7 +73,7 @@ def train(
     # From here on every way out leaves the run directory saying how it ended: the one place
     # that handles Ctrl-C (and SIGTERM, which the CLI turns into it) and failures.
     try:
-        from bnn_cli import backend
+        from bnn_cli.fit import backend
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
@@ -127,11 +127,10 @@ class Fit:
     that validate, checkpoint and (when asked) stop early; `run` fits and marks it complete."""
 
     def __init__(self, run_dir: Path, config: Config, splits, mode: str | None):
-        from bnn_cli import diagnostics
-        from bnn_cli.fit import advi, callbacks, feeder, loop, steppers
+        from bnn_cli.fit import advi, callbacks, diagnostics, feeder, loop, steppers
         from bnn_cli.models.build import build_model
         from bnn_cli.posterior import params
-        from bnn_cli.predict import compile_predict
+        from bnn_cli.posterior.predictive import compile_predict
 
         settings = config.inference
         self.run_dir, self.config = run_dir, config
@@ -214,7 +213,7 @@ class Fit:
         """How the fit ended. A fit that kept an earlier point than its last (early stopping)
         was chosen on validation: that is the verdict. Otherwise the convergence verdict on the
         last 10 % of iterations (None if the fit never reached that window)."""
-        from bnn_cli import diagnostics
+        from bnn_cli.fit import diagnostics
         from bnn_cli.fit.advi import rho_step_sum
         from bnn_cli.fit.callbacks import describe_metric
         from bnn_cli.posterior import params

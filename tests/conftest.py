@@ -75,7 +75,7 @@ def make_synthetic_dataset() -> SyntheticFactory:
 @pytest.fixture(autouse=True, scope="session")
 def _pytensor_backend():
     """Give PyTensor the same BLAS and floatX the CLI uses, once per test session."""
-    from bnn_cli import backend
+    from bnn_cli.fit import backend
 
     backend.configure("float32", "c")
 

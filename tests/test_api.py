@@ -92,7 +92,7 @@ def test_approx_holds_the_saved_parameters_and_samples_inference_data(run, tiny_
 def test_predict_matches_evaluate(run, test_digits):
     from rich.console import Console
 
-    from bnn_cli.evaluate import posterior_predictive
+    from bnn_cli.posterior.evaluate import posterior_predictive
 
     images, labels = test_digits
     probs = run.predict(images, draws=5)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnn_cli.arviz_files import write_predictive
+from bnn_cli.posterior.arviz_files import write_predictive
 from tests.conftest import REAL_DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,14 +14,15 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from bnn_cli import load_run, metrics
-from bnn_cli.classify import (
+from bnn_cli import load_run
+from bnn_cli.posterior.classify import (
     THRESHOLD_FILE,
     Answer,
     Prediction,
     entropy_threshold,
     print_answers,
 )
+from bnn_cli.report import metrics
 from tests.conftest import REAL_DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def test_pictures_predict_as_the_digits_themselves(tiny_run, pictures):
     """The pictures' preprocessing gives back MNIST's digits closely enough that the network
     predicts the same class as on the original arrays."""
     from bnn_cli.data.idx import read_idx
-    from bnn_cli.images import read_images
+    from bnn_cli.data.images import read_images
 
     paths, _ = pictures
     run = load_run(tiny_run)

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from rich.console import Console
 
-from bnn_cli.compare import collect_row, compare_runs, format_duration
 from bnn_cli.config import Config
 from bnn_cli.errors import RunError
+from bnn_cli.report.compare import collect_row, compare_runs, format_duration
 from bnn_cli.runs import write_status
 
 

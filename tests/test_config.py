@@ -95,6 +95,32 @@ def test_unknown_key_suggests_the_closest(tmp_path):
             "inference.steps_per_call: got 10, but several steps per call need inference.backend "
             "jax (got c); use 0 or 1",
         ),
+        (
+            "prior: {sd: fanin}",
+            "prior.sd: got 'fanin', expected a number greater than 0 or fan_in (gain / "
+            "sqrt(fan_in), see prior.gain)",
+        ),
+        ("prior: {sd: fan_in, gain: 0}", "prior.gain: got 0.0, expected a value greater than 0"),
+        ("prior: {hyper_sd: -1}", "prior.hyper_sd: got -1.0, expected a value greater than 0"),
+        (
+            "prior: {kind: hierarchical, scale_per: pixel}",
+            "prior.scale_per: got 'pixel', expected one of tensor, input, output",
+        ),
+        ("inference: {kl_weight: 0}", "inference.kl_weight: got 0.0, expected a value greater"),
+        ("inference: {kl_weight: -0.5}", "inference.kl_weight: got -0.5, expected a value"),
+        (
+            "inference: {kl_warmup: 60000}",
+            "inference.kl_warmup: got 60000, expected at most inference.iterations (50000)",
+        ),
+        (
+            "inference: {early_stopping: val_loss}",
+            "inference.early_stopping: got 'val_loss', expected one of none, val_nll, val_accuracy",
+        ),
+        ("inference: {patience: 0}", "inference.patience: got 0, expected a value greater than 0"),
+        (
+            "inference: {min_iterations: -1}",
+            "inference.min_iterations: got -1, expected a value of 0 or more",
+        ),
     ],
 )
 def test_bad_values_name_key_value_and_allowed(tmp_path, text, expected):
@@ -207,4 +233,13 @@ def test_rho_step_scale_and_validation_draws_must_be_positive(tmp_path):
     )
     assert error_of(tmp_path, "name: x\n", ["evaluate.val_draws=0"]) == (
         "evaluate.val_draws: got 0, expected a value greater than 0"
+    )
+
+
+def test_prior_sd_takes_a_number_or_fan_in(tmp_path):
+    config = load_config(write(tmp_path, "prior: {sd: fan_in, gain: 2}\n"))
+    assert (config.prior.sd, config.prior.gain) == ("fan_in", 2.0)
+    assert load_config(write(tmp_path, "prior: {sd: 1e-1}\n")).prior.sd == 0.1
+    assert load_config(write(tmp_path, "name: x\n"), ["prior.hyper_sd=fan_in"]).prior.hyper_sd == (
+        "fan_in"
     )

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from bnn_cli import diagnostics as d
+from bnn_cli.fit import diagnostics as d
 
 
 def rho_of(sigma):

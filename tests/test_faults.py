@@ -285,6 +285,24 @@ CONFIG_CASES = [
         "error: prior.kind: got 'flat', expected one of fixed, hierarchical",
     ),
     (
+        "unknown-early-stopping-metric",
+        None,
+        ["inference.early_stopping=loss"],
+        "error: inference.early_stopping: got 'loss', expected one of none, val_nll, val_accuracy",
+    ),
+    (
+        "zero-kl-weight",
+        None,
+        ["inference.kl_weight=0"],
+        "error: inference.kl_weight: got 0.0, expected a value greater than 0",
+    ),
+    (
+        "zero-prior-gain",
+        None,
+        ["prior.sd=fan_in", "prior.gain=0"],
+        "error: prior.gain: got 0.0, expected a value greater than 0",
+    ),
+    (
         "name-with-slash",
         None,
         ["name=a/b"],
@@ -816,9 +834,9 @@ def test_evaluation_stopped_by_ctrl_c_leaves_the_run_as_it_was(tmp_path, data_di
     run_dir = fake_run(tmp_path / "run")
     before = snapshot(run_dir)
     result = patched(
-        "import bnn_cli.evaluate\n"
+        "import bnn_cli.posterior.evaluate\n"
         "def stop(*args, **kwargs):\n    raise KeyboardInterrupt\n"
-        "bnn_cli.evaluate.posterior_predictive = stop\n",
+        "bnn_cli.posterior.evaluate.posterior_predictive = stop\n",
         "evaluate",
         run_dir,
         "--data-dir",
@@ -961,9 +979,9 @@ def test_a_fault_during_the_compile_is_recorded_honestly(
 
 def test_an_unexpected_error_exits_1_pointing_to_debug(tmp_path):
     bug = (
-        "import bnn_cli.compare\n"
+        "import bnn_cli.report.compare\n"
         "def boom(*args, **kwargs):\n    raise RuntimeError('boom\\nwith a second line')\n"
-        "bnn_cli.compare.compare_runs = boom\n"
+        "bnn_cli.report.compare.compare_runs = boom\n"
     )
     result = patched(bug, "compare", tmp_path)
     assert result.rc == 1

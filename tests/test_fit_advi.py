@@ -25,7 +25,7 @@ def test_cosine_schedule_decays_to_zero_and_constant_stays():
 def test_rho_lr_scale_speeds_up_the_scales_only():
     """Adam moves each parameter by about one step size while its gradient keeps its sign: with
     rho_lr_scale 10 the scales move about ten times as far, the means as far as before."""
-    from bnn_cli import backend
+    from bnn_cli.fit import backend
 
     config = config_from_dict(
         {

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from bnn_cli import fit_report
+from bnn_cli.report import fit_report
 from bnn_cli.runs import files
 
 

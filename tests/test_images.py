@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from bnn_cli.data.idx import idx_bytes, read_idx
+from bnn_cli.data.images import BOX, MAX_PIXELS, read_images, to_mnist
 from bnn_cli.errors import DataError
-from bnn_cli.images import BOX, MAX_PIXELS, read_images, to_mnist
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnn_cli import metrics
+from bnn_cli.report import metrics
 
 LOG2 = math.log(2)
 

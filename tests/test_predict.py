@@ -5,7 +5,7 @@ import pytest
 
 from bnn_cli.config import config_from_dict
 from bnn_cli.models.architecture import param_specs
-from bnn_cli.predict import accuracy_of_mean, compile_predict, predictive, softplus
+from bnn_cli.posterior.predictive import accuracy_of_mean, compile_predict, predictive, softplus
 
 
 @pytest.fixture(scope="module")

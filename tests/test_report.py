@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import metrics
 from bnn_cli.config import Config
-from bnn_cli.report import PER_CLASS_COLUMNS, write_report
+from bnn_cli.report import metrics
+from bnn_cli.report.render import PER_CLASS_COLUMNS, write_report
 from bnn_cli.runs.files import read_elbo_csv
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -210,7 +210,7 @@ def test_read_elbo_csv_tolerates_gaps(tmp_path):
 def test_posterior_ood_and_convergence_parts(tmp_path):
     """A run with approx.npz, diagnostics.csv, a not-converged verdict and an OOD set: the
     warning comes first, the OOD section and the posterior plots are there."""
-    from bnn_cli.fit_report import OodSet
+    from bnn_cli.report.fit_report import OodSet
 
     run_dir = tmp_path / "run"
     config, status = make_run_dir(run_dir)

@@ -128,7 +128,7 @@ def test_interrupted_fit_saves_parameters_and_says_interrupted(
 @pytest.mark.slow
 def test_a_short_fit_records_diagnostics_and_is_flagged_not_converged(real_fashion_dir, tmp_path):
     """40 iterations from start_sigma: the scales are still being pushed at full step."""
-    from bnn_cli.evaluate import evaluate_run
+    from bnn_cli.posterior.evaluate import evaluate_run
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=False, width=200)
@@ -213,3 +213,94 @@ def test_a_missing_ood_set_fails_before_anything_is_written(real_data_dir, tmp_p
         )
     )
     assert not (run_dir / "metrics.json").exists()
+
+
+def rising_validation(monkeypatch, nlls):
+    """Validation figures that follow `nlls`, one per validation; returns the parameters each
+    validation saw, in order."""
+    from bnn_cli.fit import callbacks
+
+    seen = []
+
+    def figures(predict_fn, arrays, config, splits):
+        seen.append(arrays)
+        nll = nlls[len(seen) - 1]
+        return {"val_accuracy": 0.9, "val_nll": nll, "val_mi": 0.01}
+
+    monkeypatch.setattr(callbacks, "validation_figures", figures)
+    return seen
+
+
+EARLY = [
+    "inference.iterations=60",
+    "inference.eval_every=10",
+    "inference.early_stopping=val_nll",
+    "inference.patience=2",
+    "model.hidden=[16]",
+    "data.train_size=2000",
+    "data.val_size=500",
+    "evaluate.draws=4",
+]
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_validation_rises_and_keeps_the_best_point(
+    real_data_dir, tmp_path, monkeypatch
+):
+    from bnn_cli.report.compare import collect_row
+
+    seen = rising_validation(monkeypatch, [0.5, 0.4, 0.6, 0.7, 0.3, 0.2])
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    run_dir = train(
+        load_config(ROOT / "configs" / "smoke.yaml", EARLY), tmp_path, str(real_data_dir), console
+    )
+    status = runs.read_status(run_dir)
+    assert status["state"] == "complete" and status["iterations_done"] == 40
+    assert status["kept_iteration"] == 20 and status["stopped_early"] is True
+    verdict = status["convergence"]
+    assert verdict["stopped_on_validation"] and verdict["kept_iteration"] == 20
+    assert "stopped on validation at iteration 40" in buffer.getvalue()
+    assert "warning" not in buffer.getvalue()
+    with np.load(run_dir / "approx.npz") as saved:
+        for key, value in seen[1].items():  # the second validation: iteration 20
+            np.testing.assert_array_equal(saved[key], value)
+        assert not np.array_equal(saved["mu/out_w"], seen[3]["mu/out_w"])
+    assert collect_row(run_dir)["kept_iteration"] == 20
+
+
+@pytest.mark.slow
+def test_an_interrupted_fit_with_early_stopping_saves_its_best_point(
+    real_data_dir, tmp_path, monkeypatch
+):
+    seen = rising_validation(monkeypatch, [0.5, 0.4, 0.6, 0.7])
+    config = load_config(ROOT / "configs" / "smoke.yaml", [*EARLY, "inference.steps_per_call=10"])
+    real_call = steppers.MultiStep.__call__
+
+    def interrupted_call(self, start):
+        if start == 30:
+            raise KeyboardInterrupt
+        return real_call(self, start)
+
+    monkeypatch.setattr(steppers.MultiStep, "__call__", interrupted_call)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path, str(real_data_dir), quiet())
+    (run_dir,) = runs.list_runs(tmp_path)
+    assert runs.read_status(run_dir)["state"] == "interrupted"
+    with np.load(run_dir / "approx.npz") as saved:
+        np.testing.assert_array_equal(saved["mu/out_w"], seen[1]["mu/out_w"])
+
+
+@pytest.mark.slow
+def test_a_tempered_fit_says_so_in_its_report_and_in_compare(real_data_dir, tmp_path):
+    from bnn_cli.posterior.evaluate import evaluate_run
+    from bnn_cli.report.compare import collect_row
+
+    config = load_config(
+        ROOT / "configs" / "smoke.yaml",
+        [*TINY, "inference.kl_weight=0.2", "inference.kl_warmup=20"],
+    )
+    run_dir = train(config, tmp_path, str(real_data_dir), quiet())
+    evaluate_run(run_dir, None, "test", str(real_data_dir), False, quiet())
+    assert "tempered: KL x0.2, warm-up 20 it" in (run_dir / "report.md").read_text()
+    assert collect_row(run_dir)["objective"] == "tempered: KL x0.2, warm-up 20 it"

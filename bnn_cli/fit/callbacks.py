@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_cli import diagnostics
 from bnn_cli.config import Config, InferenceConfig
+from bnn_cli.fit import diagnostics
 from bnn_cli.fit.loop import FitState
 from bnn_cli.posterior import params
 from bnn_cli.runs import files, store
@@ -82,8 +82,8 @@ class Validation:
 
 
 def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
-    from bnn_cli import metrics
-    from bnn_cli.predict import accuracy_of_mean, predictive
+    from bnn_cli.posterior.predictive import accuracy_of_mean, predictive
+    from bnn_cli.report import metrics
 
     if len(splits.y_val) == 0:  # no validation images: nothing to validate on
         return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}

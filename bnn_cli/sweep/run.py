@@ -11,9 +11,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bnn_cli.atomic import atomic_write_text
-from bnn_cli.compare import format_duration
 from bnn_cli.config import config_yaml
 from bnn_cli.errors import RunError
+from bnn_cli.report.compare import format_duration
 from bnn_cli.runs import utc_now
 from bnn_cli.sweep.executors import cpu_count, import_ray, run_local, run_ray
 from bnn_cli.sweep.manifest import SweepResult, prepare, write_manifest

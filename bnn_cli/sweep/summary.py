@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_text
-from bnn_cli.compare import (
+from bnn_cli.report.compare import (
     comparison,
     format_duration,
     format_number,
@@ -19,9 +19,9 @@ from bnn_cli.compare import (
     ranked_rows,
     rows_to_csv,
 )
+from bnn_cli.report.tables import DASH, Column, Tabular, emit, value
 from bnn_cli.sweep.manifest import SweepResult
 from bnn_cli.sweep.spec import SPREAD_KEYS, lookup, short
-from bnn_cli.tables import DASH, Column, Tabular, emit, value
 
 
 def print_summary(result: SweepResult, console: Console, fmt: str = "table") -> None:

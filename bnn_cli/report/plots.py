@@ -20,7 +20,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.gridspec import GridSpec  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from bnn_cli.metrics import Predictive, accuracy_coverage, ece, reliability_bins  # noqa: E402
+from bnn_cli.report.metrics import Predictive, accuracy_coverage, ece, reliability_bins  # noqa: E402
 
 log = logging.getLogger(__name__)
 

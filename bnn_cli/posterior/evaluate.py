@@ -31,12 +31,12 @@ def evaluate_run(
 ) -> dict:
     """Evaluate a run in place; returns the metrics written to metrics.json. `ood` names the
     out-of-distribution sets to check (None: the config's `evaluate.ood`). With
-    `save_predictive`, also writes predictive.nc (see `bnn_cli.arviz_files`)."""
+    `save_predictive`, also writes predictive.nc (see `bnn_cli.posterior.arviz_files`)."""
     run = runs.open_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = runs.run_config(run)
     arrays = params.load(run.path, config)
     ood_names = ood_sets_for(config, ood)
-    from bnn_cli import backend
+    from bnn_cli.fit import backend
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
     from bnn_cli.data.datasets import load_ood_images, load_splits
@@ -51,7 +51,7 @@ def evaluate_run(
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
     n_draws = draws or config.evaluate.draws
     probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
-    from bnn_cli.fit_report import OodSet
+    from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {
         name: OodSet(x, posterior_predictive(config, arrays, x, n_draws, mode, console, name))
@@ -59,10 +59,10 @@ def evaluate_run(
     }
     scale_draws = prior_scale_draws(config, arrays, n_draws)
     if save_predictive:
-        from bnn_cli.arviz_files import write_predictive
+        from bnn_cli.posterior.arviz_files import write_predictive
 
         write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
-    from bnn_cli.report import write_report
+    from bnn_cli.report.render import write_report
 
     return write_report(
         run.path,
@@ -104,7 +104,7 @@ def posterior_predictive(
     console: Console,
     label: str = "",
 ) -> np.ndarray:
-    from bnn_cli.predict import compile_predict, predictive
+    from bnn_cli.posterior.predictive import compile_predict, predictive
 
     fn = compile_predict(config.model, mode)
     with Progress(
@@ -138,7 +138,7 @@ def prior_scale_draws(
         return None
     from bnn_cli.models.architecture import param_specs
     from bnn_cli.models.priors import scale_names
-    from bnn_cli.predict import softplus
+    from bnn_cli.posterior.predictive import softplus
 
     rng = np.random.default_rng([config.seed, 3])
     out = {}

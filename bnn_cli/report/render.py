@@ -23,22 +23,22 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from bnn_cli import fit_report
-from bnn_cli import metrics as m
 from bnn_cli.atomic import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     replaced_as_a_whole,
 )
-from bnn_cli.compare import (
+from bnn_cli.data.datasets import DATASETS
+from bnn_cli.report import fit_report
+from bnn_cli.report import metrics as m
+from bnn_cli.report.compare import (
     describe_kept,
     describe_objective,
     format_duration,
     format_number,
     format_percent,
 )
-from bnn_cli.data.datasets import DATASETS
 from bnn_cli.runs import files, utc_now
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def render_plots(
     ood: dict[str, fit_report.OodSet] | None = None,
 ) -> dict[str, bytes]:
     """Every figure as PNG bytes, by file name, in the order the report shows them."""
-    from bnn_cli import plots  # matplotlib is imported only when a report is drawn
+    from bnn_cli.report import plots  # matplotlib is imported only when a report is drawn
 
     jobs: dict[str, Callable[[], bytes]] = {}
     elbo = files.read_elbo_csv(run_dir)
@@ -286,10 +286,7 @@ def describe_prior(prior: dict[str, Any]) -> str:
     if prior.get("kind") == "hierarchical":
         per = prior.get("scale_per", "tensor")
         per = "tensor" if per == "tensor" else f"{per} unit (biases: per tensor)"
-        return (
-            f"hierarchical: N(0, s) with one s per {per}, s ~ "
-            f"HalfNormal({sd(prior.get('hyper_sd', '?'))})"
-        )
+        return f"hierarchical: N(0, s) per {per}, s ~ HalfNormal({sd(prior.get('hyper_sd', '?'))})"
     return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))})"
 
 

@@ -1,6 +1,6 @@
 """Figures of the fitted posterior and of out-of-distribution checks: the mean-field scales and
 signal-to-noise ratios per tensor, the fit diagnostics over iterations, and in- versus
-out-of-distribution uncertainty. Each returns PNG bytes, like `bnn_cli.plots`."""
+out-of-distribution uncertainty. Each returns PNG bytes, like `bnn_cli.report.plots`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from bnn_cli.diagnostics import softplus, tensor_names
-from bnn_cli.plots import ALEATORIC, EPISTEMIC, render
+from bnn_cli.fit.diagnostics import softplus, tensor_names
+from bnn_cli.report.plots import ALEATORIC, EPISTEMIC, render
 
 IN_COLOR, OUT_COLOR = ALEATORIC, EPISTEMIC
 LOG_FLOOR = 1e-6  # mutual information and SNR reach 0; log axes start here

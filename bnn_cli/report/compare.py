@@ -19,8 +19,8 @@ from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_text
 from bnn_cli.errors import RunError
+from bnn_cli.report.tables import DASH, Column, Tabular, csv_text, emit, value
 from bnn_cli.runs import list_runs, open_run, read_status
-from bnn_cli.tables import DASH, Column, Tabular, csv_text, emit, value
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bnn_cli import atomic, metrics, tables
+from bnn_cli import atomic
 from bnn_cli.api import TrainedRun, load_run
+from bnn_cli.data.images import NamedImage, read_images
 from bnn_cli.errors import BnnError, DataError, RunError
-from bnn_cli.images import NamedImage, read_images
-from bnn_cli.tables import Column, Tabular, value
+from bnn_cli.report import metrics, tables
+from bnn_cli.report.tables import Column, Tabular, value
 
 logger = logging.getLogger(__name__)
 
