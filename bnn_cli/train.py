@@ -61,7 +61,7 @@ def train(
     argv: list[str] | None = None,
 ) -> Path:
     """Fit the configured model and write a complete run directory; return its path."""
-    from bnn_cli.data.datasets import load_splits
+    from bnn_cli.data.datasets import load_splits, resolve_data_dir
 
     # The data and the runs directory first: a missing file or an unwritable directory is
     # reported at once, before PyTensor is even imported.
@@ -77,7 +77,9 @@ def train(
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-        atomic.atomic_write_json(run_dir / "meta.json", run_metadata(config, mode, argv))
+        meta = run_metadata(config, mode, argv)
+        meta["data_dir"] = str(resolve_data_dir(data_dir).resolve())  # a fallback for evaluate
+        atomic.atomic_write_json(run_dir / "meta.json", meta)
         runs.write_status(
             run_dir,
             "running",

@@ -142,13 +142,16 @@ def get_spec(dataset: str) -> DatasetSpec:
         raise ConfigError(f"unknown dataset '{dataset}' (known: {known})") from None
 
 
-def resolve_data_dir(value: str | Path | None) -> Path:
-    """`--data-dir`, else `$BNN_DATA_DIR`, else the user cache directory. Each dataset lives
-    in a sub-folder named after it."""
+def resolve_data_dir(value: str | Path | None, recorded: str | None = None) -> Path:
+    """`--data-dir`, else `$BNN_DATA_DIR`, else `recorded` (where a run's training data came
+    from, when that folder still exists), else the user cache directory. Each dataset lives in
+    a sub-folder named after it."""
     if value:
         return Path(value).expanduser()
     if os.environ.get("BNN_DATA_DIR"):
         return Path(os.environ["BNN_DATA_DIR"]).expanduser()
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
     cache = os.environ.get("XDG_CACHE_HOME")
     return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "bnn"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bnn_cli import atomic
+from bnn_cli import atomic, runs
 from bnn_cli.api import TrainedRun, load_run
 from bnn_cli.data.images import NamedImage, read_images
 from bnn_cli.errors import BnnError, DataError, RunError
@@ -121,6 +121,7 @@ def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console
     from bnn_cli.data.datasets import load_splits
 
     config = run.config.data
+    data_dir = runs.run_data_dir(run.path, data_dir)
     splits = load_splits(config.dataset, data_dir, config.train_size, config.val_size)
     with console.status(f"uncertainty threshold on {len(splits.x_val)} validation images"):
         total, _, _ = metrics.entropy(run.predict(splits.x_val, draws=draws))

@@ -34,6 +34,7 @@ def evaluate_run(
     `save_predictive`, also writes predictive.nc (see `bnn_cli.posterior.arviz_files`)."""
     run = runs.open_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = runs.run_config(run)
+    data_dir = runs.run_data_dir(run.path, data_dir)
     arrays = params.load(run.path, config)
     ood_names = ood_sets_for(config, ood)
     from bnn_cli.fit import backend

@@ -116,6 +116,24 @@ def open_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
     return Run(run_dir, status, config)
 
 
+def recorded_data_dir(run_dir: Path) -> str | None:
+    """The data directory the run was trained from (meta.json), or None."""
+    try:
+        meta = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    value = meta.get("data_dir") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def run_data_dir(run_dir: Path, data_dir: str | None) -> str:
+    """Where to read a run's data: `--data-dir`, `$BNN_DATA_DIR`, the folder it was trained
+    from, the user cache directory, in that order."""
+    from bnn_cli.data.datasets import resolve_data_dir
+
+    return str(resolve_data_dir(data_dir, recorded_data_dir(run_dir)))
+
+
 def run_config(run: Run) -> Config:
     """The run's config.yaml as a validated `Config`."""
     try:

@@ -1,0 +1,52 @@
+"""The run directory remembers where its training data came from: a run trained with
+--data-dir is evaluated and answers `bnn predict` without it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bnn_cli import runs
+from tests.conftest import REAL_DATA_DIR
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_data_dir_falls_back_to_the_recorded_one(tmp_path, monkeypatch):
+    run_dir, recorded = tmp_path / "run", tmp_path / "data"
+    run_dir.mkdir()
+    recorded.mkdir()
+    (run_dir / "meta.json").write_text(json.dumps({"data_dir": str(recorded)}))
+    monkeypatch.delenv("BNN_DATA_DIR", raising=False)
+    assert runs.run_data_dir(run_dir, None) == str(recorded)
+    assert runs.run_data_dir(run_dir, "elsewhere") == "elsewhere"
+    monkeypatch.setenv("BNN_DATA_DIR", str(tmp_path / "env"))
+    assert runs.run_data_dir(run_dir, None) == str(tmp_path / "env")
+    monkeypatch.delenv("BNN_DATA_DIR")
+    shutil.rmtree(recorded)  # gone: the user cache directory, as before
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert runs.run_data_dir(run_dir, None) == str(tmp_path / "cache" / "bnn")
+    assert runs.recorded_data_dir(tmp_path) is None  # no meta.json
+
+
+@pytest.mark.slow
+def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(tiny_run, tmp_path):
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    assert meta["data_dir"] == str(REAL_DATA_DIR.resolve())
+    copy = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    (copy / "uncertainty_threshold.json").unlink(missing_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "BNN_DATA_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
+    np.save(tmp_path / "digit.npy", np.zeros((28, 28), np.float32))
+    for args in (["evaluate", str(copy), "--draws", "2"], ["predict", str(copy), "digit.npy"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "bnn_cli.cli", *args],
+            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
