@@ -11,24 +11,15 @@ import warnings
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from bnn_cli import __version__
+from bnn_cli.console import make_console
 from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.report.tables import FORMATS
 
-
-def _console(stderr: bool) -> Console:
-    """Outside a terminal (a pipe, a log) lines are not wrapped at 80 columns: a path or a
-    message stays whole on its line, as scripts and `grep` expect."""
-    stream = sys.stderr if stderr else sys.stdout
-    isatty = getattr(stream, "isatty", None)
-    return Console(stderr=stderr, soft_wrap=not (isatty and isatty()))
-
-
 # Progress bars and messages go to stderr so that stdout carries only results (the run path).
-err_console = _console(stderr=True)
-out_console = _console(stderr=False)
+err_console = make_console(stderr=True)
+out_console = make_console(stderr=False)
 
 
 def _runs_dir(value: str | None) -> Path:

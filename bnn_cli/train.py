@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from bnn_cli import __version__, atomic, runs
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
+from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError
 
 logger = logging.getLogger(__name__)
@@ -247,18 +248,15 @@ class Fit:
 
 
 def make_progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
+    return progress_bar(
+        console,
+        "{task.description}",
         TextColumn("{task.completed}/{task.total}"),
         TextColumn("loss {task.fields[loss]:.4g}"),
         TextColumn("val {task.fields[val]}"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=console,
-        transient=False,
-        disable=not console.is_terminal,
     )
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
 from bnn_cli import runs
 from bnn_cli.config import Config
+from bnn_cli.console import progress_bar
 from bnn_cli.errors import ConfigError
 from bnn_cli.posterior import params
 
@@ -108,14 +109,8 @@ def posterior_predictive(
     from bnn_cli.posterior.predictive import compile_predict, predictive
 
     fn = compile_predict(config.model, mode)
-    with Progress(
-        TextColumn(f"[bold]posterior predictive{' ' + label if label else ''}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    ) as progress:
+    title = f"posterior predictive{' ' + label if label else ''}"
+    with progress_bar(console, title, MofNCompleteColumn(), TimeRemainingColumn()) as progress:
         task = progress.add_task("draws", total=draws)
         return predictive(
             fn,

@@ -8,10 +8,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
+from bnn_cli.console import progress_bar
 from bnn_cli.errors import RunError
 from bnn_cli.report.compare import format_duration
 from bnn_cli.runs import utc_now
@@ -153,11 +154,4 @@ def _point_line(entry: dict[str, Any], task: Task) -> str:
 
 
 def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )
+    return progress_bar(console, "{task.description}", MofNCompleteColumn(), TimeElapsedColumn())
