@@ -162,7 +162,7 @@ def test_a_short_fit_records_diagnostics_and_is_flagged_not_converged(real_fashi
         for tensor in ("dense1_w", "dense1_b", "out_w", "out_b")
     ]
     sigma = [float(r["median_sigma"]) for r in rows if r["tensor"] == "dense1_w"]
-    assert sigma[0] == pytest.approx(0.001, rel=1e-3)  # start_sigma
+    assert sigma[0] == pytest.approx(config.inference.start_sigma, rel=1e-3)
     assert sigma[0] < sigma[1] < sigma[2]  # growing from there, step by step
 
     result = evaluate_run(

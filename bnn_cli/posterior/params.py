@@ -87,7 +87,7 @@ def to_approx(approx, arrays: dict[str, np.ndarray]) -> None:
     group = approx.groups[0]
     for key in ("mu", "rho"):
         shared = group.params_dict[key]
-        flat = shared.get_value().copy()
+        flat = np.array(shared.get_value())  # a copy, also of a JAX array
         for name, slc, shape, _ in group.ordering.values():
             saved = arrays[f"{key}/{name}"]
             if tuple(saved.shape) != tuple(shape):
