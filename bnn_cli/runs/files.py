@@ -99,9 +99,7 @@ def read_diagnostics_csv(run_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     series: dict[str, dict[str, list[float]]] = {}
     for record in records:
         try:
-            values = {
-                k: float(record[k]) for k in ("iteration", *DIAGNOSTICS_COLUMNS[3:])
-            }
+            values = {k: float(record[k]) for k in ("iteration", *DIAGNOSTICS_COLUMNS[3:])}
         except (KeyError, TypeError, ValueError):
             continue
         target = series.setdefault(record.get("tensor", "?"), {k: [] for k in values})
