@@ -153,7 +153,7 @@ class Fit:
         self.early = callbacks.EarlyStopping.from_settings(settings)
         self.checkpoint = callbacks.Checkpoint(run_dir, settings, self.compile_s, self.kept)
         self.callbacks = [
-            callbacks.LossLog(max(1, settings.eval_every // 10)),
+            callbacks.LossLog(callbacks.log_every(settings)),
             self.window,
             callbacks.Validation(predict_fn, config, splits),
         ]

@@ -20,6 +20,11 @@ from bnn_cli.posterior import params
 from bnn_cli.runs import files, store
 
 
+def log_every(settings: InferenceConfig) -> int:
+    """elbo.csv gets a row ten times per `eval_every`."""
+    return max(1, settings.eval_every // 10)
+
+
 class LossLog:
     """elbo.csv rows: every `log_every` iterations, the mean loss over the last `log_every`."""
 
@@ -75,8 +80,8 @@ class Validation:
         state.validated = {"iteration": state.iteration, **found}
         state.val_accuracy = found["val_accuracy"]
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
-            log_every = max(1, self.config.inference.eval_every // 10)
-            state.rows.append(loss_row(state, state.iteration, log_every))
+            every = log_every(self.config.inference)
+            state.rows.append(loss_row(state, state.iteration, every))
         state.rows[-1].update(rounded(found))
         record_tensors(state, state.iteration, arrays)
 
