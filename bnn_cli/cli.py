@@ -221,10 +221,15 @@ def evaluate(
 
 
 def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
-    """--json / --csv as short for --format; two different formats asked for is a usage error."""
+    """`bnn predict`'s old --json / --csv flags, kept working for scripts but deprecated:
+    everywhere else `--csv` names a file (`bnn compare --csv FILE`) and the format is
+    `--format`. Two different formats asked for is a usage error."""
     asked = {fmt} - {"table"} | ({"json"} if as_json else set()) | ({"csv"} if as_csv else set())
     if len(asked) > 1:
         raise click.UsageError(f"choose one output format, not {' and '.join(sorted(asked))}")
+    for flag, used in (("json", as_json), ("csv", as_csv)):
+        if used:
+            err_console.print(f"warning: --{flag} is deprecated; use --format {flag}")
     return asked.pop() if asked else "table"
 
 
@@ -238,8 +243,8 @@ def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
 @click.argument("images", metavar="IMAGE...", nargs=-1, required=True, type=click.Path())
 @click.option("--draws", type=click.IntRange(min=1), help="Posterior draws (default: config).")
 @_format_option("the answers")
-@click.option("--json", "as_json", is_flag=True, help="Short for --format json.")
-@click.option("--csv", "as_csv", is_flag=True, help="Short for --format csv.")
+@click.option("--json", "as_json", is_flag=True, help="Deprecated: use --format json.")
+@click.option("--csv", "as_csv", is_flag=True, help="Deprecated: use --format csv.")
 @click.option(
     "--keep-going", is_flag=True, help="Answer the readable images when some cannot be read."
 )

@@ -65,6 +65,7 @@ def test_predict_real_digits_saved_as_pictures(tiny_run, pictures):
     paths, labels = pictures
     result = bnn("predict", tiny_run, *paths, "--json", "--data-dir", REAL_DATA_DIR)
     assert result.returncode == 0, result.stderr
+    assert "warning: --json is deprecated; use --format json" in result.stderr
     document = json.loads(result.stdout)
     assert document["run"] == str(tiny_run) and document["draws"] == 8
     assert document["coverage"] == 0.95 and document["uncertain_above_entropy"] > 0
@@ -159,7 +160,7 @@ def test_usage_and_run_errors(tmp_path):
     unknown = bnn("predict", tmp_path, "x.png", "--format", "yaml")
     assert unknown.returncode == 2 and unknown.stderr.startswith("error: invalid value")
     both = bnn("predict", tmp_path, "x.png", "--json", "--csv")
-    assert both.returncode == 2
+    assert both.returncode == 2 and "deprecated" not in both.stderr
     assert both.stderr.startswith("error: choose one output format, not csv and json (")
     missing = bnn("predict", tmp_path / "no-run", "x.png")
     assert missing.returncode == 4
