@@ -16,12 +16,12 @@ from rich.console import Console
 
 from bnn_cli import load_run
 from bnn_cli.posterior.classify import (
-    THRESHOLD_FILE,
     Answer,
     Prediction,
     entropy_threshold,
     print_answers,
 )
+from bnn_cli.posterior.threshold import THRESHOLD_FILE
 from bnn_cli.report import metrics
 from tests.conftest import REAL_DATA_DIR
 

@@ -50,3 +50,23 @@ def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(tiny_r
             capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_an_evaluated_run_copied_without_its_data_answers_predict(tiny_run, tmp_path):
+    """The evaluation cached the threshold for its draws: no dataset is needed at all."""
+    from bnn_cli.posterior.threshold import THRESHOLD_FILE
+
+    copy = tmp_path / tiny_run.name
+    shutil.copytree(tiny_run, copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    (copy / "meta.json").write_text(json.dumps({**meta, "data_dir": str(tmp_path / "gone")}))
+    assert "8" in json.loads((copy / THRESHOLD_FILE).read_text())["entropy_by_draws"]
+    env = {k: v for k, v in os.environ.items() if k != "BNN_DATA_DIR"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
+    np.save(tmp_path / "digit.npy", np.zeros((28, 28), np.float32))
+    result = subprocess.run(
+        [sys.executable, "-m", "bnn_cli.cli", "predict", str(copy), "digit.npy"],
+        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr

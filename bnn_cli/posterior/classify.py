@@ -16,17 +16,16 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
-from bnn_cli import atomic, runs
+from bnn_cli import runs
 from bnn_cli.api import TrainedRun, load_run
 from bnn_cli.data.images import NamedImage, read_images
-from bnn_cli.errors import BnnError, DataError, RunError
+from bnn_cli.errors import DataError, RunError
+from bnn_cli.posterior import threshold
 from bnn_cli.report import metrics, tables
 from bnn_cli.report.tables import Column, Tabular, value
 
 logger = logging.getLogger(__name__)
 
-COVERAGE = 0.95  # the share of validation images that are not flagged uncertain
-THRESHOLD_FILE = "uncertainty_threshold.json"
 COLUMNS = ("image", "predicted", "probability", "entropy", "mutual_information", "uncertain")
 
 
@@ -108,11 +107,10 @@ def summarize(images: list[NamedImage], probs: np.ndarray, threshold: float) -> 
 
 def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console: Console) -> float:
     """The predictive entropy below which 95 % of the run's validation images fall, with
-    `draws` draws (fewer draws see less disagreement). Cached in the run directory."""
-    cache = read_threshold_cache(run.path)
-    key = str(draws)
-    if key in cache:
-        return cache[key]
+    `draws` draws (fewer draws see less disagreement): cached, else computed and cached."""
+    cached = threshold.read_cache(run.path).get(str(draws))
+    if cached is not None:
+        return cached
     if run.config.data.val_size == 0:
         raise RunError(
             f"run '{run.path.name}' has no validation images (data.val_size: 0), which set the "
@@ -124,27 +122,9 @@ def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console
     data_dir = runs.run_data_dir(run.path, data_dir)
     splits = load_splits(config.dataset, data_dir, config.train_size, config.val_size)
     with console.status(f"uncertainty threshold on {len(splits.x_val)} validation images"):
-        total, _, _ = metrics.entropy(run.predict(splits.x_val, draws=draws))
-    cache[key] = float(np.quantile(total, COVERAGE))
-    try:
-        atomic.atomic_write_json(
-            run.path / THRESHOLD_FILE, {"coverage": COVERAGE, "entropy_by_draws": cache}
-        )
-    except BnnError as exc:  # a read-only run still answers; the next call computes it again
-        logger.warning("could not cache the threshold: %s", exc)
-    return cache[key]
-
-
-def read_threshold_cache(run_dir: Path) -> dict[str, float]:
-    """{draws: entropy} from the cache file; empty when absent, unreadable or made for another
-    coverage (a damaged cache is computed again, never trusted)."""
-    try:
-        saved = json.loads((run_dir / THRESHOLD_FILE).read_text(encoding="utf-8"))
-        if saved["coverage"] != COVERAGE:
-            return {}
-        return {str(k): float(v) for k, v in saved["entropy_by_draws"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+        value = threshold.of_probabilities(run.predict(splits.x_val, draws=draws))
+    threshold.save(run.path, draws, value)
+    return value
 
 
 def answer_tabular(prediction: Prediction) -> Tabular:
@@ -164,8 +144,8 @@ def answer_tabular(prediction: Prediction) -> Tabular:
     ]
     title = (
         f"{prediction.draws} posterior draws; uncertain: predictive entropy above "
-        f"{prediction.threshold:.3f} nats, which {COVERAGE:.0%} of the run's validation images "
-        "fall below"
+        f"{prediction.threshold:.3f} nats, which {threshold.COVERAGE:.0%} of the run's validation "
+        "images fall below"
     )
     records = [asdict(answer) for answer in prediction.answers]
     return Tabular("images", title, columns, list(COLUMNS), records)
@@ -182,7 +162,7 @@ def print_answers(prediction: Prediction, fmt: str, console: Console) -> None:
         "run": str(prediction.run),
         "draws": prediction.draws,
         "uncertain_above_entropy": prediction.threshold,
-        "coverage": COVERAGE,
+        "coverage": threshold.COVERAGE,
         "images": tables.json_records(tab),
     }
     tables.print_plain(console, json.dumps(document, indent=2) + "\n")

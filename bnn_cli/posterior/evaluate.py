@@ -15,7 +15,7 @@ from bnn_cli import runs
 from bnn_cli.config import Config
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import ConfigError
-from bnn_cli.posterior import params
+from bnn_cli.posterior import params, threshold
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,13 @@ def evaluate_run(
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
     n_draws = draws or config.evaluate.draws
     probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
+    if len(splits.y_val):  # `bnn predict`'s threshold: a copied run then needs no dataset
+        val_probs = (
+            probs
+            if split == "val"
+            else (posterior_predictive(config, arrays, splits.x_val, n_draws, mode, console, "val"))
+        )
+        threshold.save(run.path, n_draws, threshold.of_probabilities(val_probs))
     from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {
