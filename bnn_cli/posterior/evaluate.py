@@ -53,13 +53,13 @@ def evaluate_run(
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
     n_draws = draws or config.evaluate.draws
     probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
-    if len(splits.y_val):  # `bnn predict`'s threshold: a copied run then needs no dataset
-        val_probs = (
-            probs
-            if split == "val"
-            else (posterior_predictive(config, arrays, splits.x_val, n_draws, mode, console, "val"))
+    # `bnn predict`'s threshold, so that a copied run needs no dataset; saved once the report
+    # is in place, so that an evaluation that fails leaves the run as it was.
+    val_probs = probs if split == "val" else None
+    if split != "val" and len(splits.y_val):
+        val_probs = posterior_predictive(
+            config, arrays, splits.x_val, n_draws, mode, console, "val"
         )
-        threshold.save(run.path, n_draws, threshold.of_probabilities(val_probs))
     from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {
@@ -73,7 +73,7 @@ def evaluate_run(
         write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
     from bnn_cli.report.render import write_report
 
-    return write_report(
+    result = write_report(
         run.path,
         probs,
         labels,
@@ -86,6 +86,9 @@ def evaluate_run(
         ood=ood_sets,
         console=console,
     )
+    if val_probs is not None:
+        threshold.save(run.path, n_draws, threshold.of_probabilities(val_probs))
+    return result
 
 
 def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
