@@ -78,7 +78,6 @@ class Validation:
         arrays = params.from_approx(approx)
         found = validation_figures(self.predict_fn, arrays, self.config, self.splits)
         state.validated = {"iteration": state.iteration, **found}
-        state.val_accuracy = found["val_accuracy"]
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
             every = log_every(self.config.inference)
             state.rows.append(loss_row(state, state.iteration, every))

@@ -38,8 +38,12 @@ class FitState:
     block_began: float = 0.0
     block_ended: float = 0.0
     validated: dict | None = None  # the validation figures, set at each eval_every
-    val_accuracy: float | None = None
     stopped: str | None = None  # why a callback ended the fit early
+
+    @property
+    def val_accuracy(self) -> float | None:
+        """The last validation's accuracy (posterior-mean weights), None before the first."""
+        return self.validated["val_accuracy"] if self.validated else None
 
     @property
     def elapsed(self) -> float:
