@@ -27,11 +27,14 @@ endif
 
 setup: $(BIN)/bnn
 
+# One test process per core (pytest-xdist); the Ray tests share one of them.
+PYTEST := $(BIN)/pytest -q -n auto --dist loadgroup
+
 test: $(BIN)/bnn
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test-fast: $(BIN)/bnn
-	$(BIN)/pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: $(BIN)/bnn
 	$(BIN)/ruff check bnn_cli tests bench

@@ -850,38 +850,37 @@ def without_staging(files: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in files.items() if not k.startswith(".report-")}
 
 
-@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
-def test_an_evaluation_killed_while_it_writes_keeps_the_earlier_report(tmp_path, data_dir, sig):
+def test_an_evaluation_killed_while_it_writes_keeps_the_earlier_report(tmp_path, data_dir):
     run_dir = fake_run(tmp_path / "run")
     assert bnn("evaluate", run_dir, "--data-dir", data_dir).rc == 0
     before = snapshot(run_dir)
     assert {"metrics.json", "report.md", "report.html", "per_class.csv"} <= set(before)
     # Killed half-way through writing the new report (its markdown is written, not its html).
-    result = patched(
-        "import os, signal\nimport bnn_cli.atomic as a\nwrite = a._atomic_write\n"
-        "def kill(path, data):\n"
-        "    if path.name == 'report.html' and '.report-tmp-' in str(path):\n"
-        f"        os.kill(os.getpid(), signal.{sig})\n"
-        "    write(path, data)\n"
-        "a._atomic_write = kill\n",
-        "evaluate",
-        run_dir,
-        "--draws",
-        "3",
-        "--data-dir",
-        data_dir,
-    )
-    assert result.rc == (-9 if sig == "SIGKILL" else 130), result.stderr
-    assert without_staging(snapshot(run_dir)) == before  # byte-identical
-    if sig == "SIGTERM":
-        assert snapshot(run_dir) == before  # and the staging folder is gone
+    for sig in ("SIGKILL", "SIGTERM"):
+        result = patched(
+            "import os, signal\nimport bnn_cli.atomic as a\nwrite = a._atomic_write\n"
+            "def kill(path, data):\n"
+            "    if path.name == 'report.html' and '.report-tmp-' in str(path):\n"
+            f"        os.kill(os.getpid(), signal.{sig})\n"
+            "    write(path, data)\n"
+            "a._atomic_write = kill\n",
+            "evaluate",
+            run_dir,
+            "--draws",
+            "3",
+            "--data-dir",
+            data_dir,
+        )
+        assert result.rc == (-9 if sig == "SIGKILL" else 130), result.stderr
+        assert without_staging(snapshot(run_dir)) == before, sig  # byte-identical
+    assert snapshot(run_dir) == before  # and SIGTERM's cleanup took SIGKILL's staging folder too
     # A finished evaluation replaces the report as a whole: nothing of the earlier one is left.
     (run_dir / "plots" / "stale.png").write_bytes(b"from an earlier evaluation")
     assert bnn("evaluate", run_dir, "--draws", "3", "--data-dir", data_dir).rc == 0
     after = snapshot(run_dir)
     assert set(after) == set(before) and after != before
     assert json.loads((run_dir / "metrics.json").read_text())["draws"] == 3
-    assert not list(run_dir.glob(".report-*"))  # a killed evaluation's staging folder too
+    assert not list(run_dir.glob(".report-*"))
 
 
 # --- in-process faults: the same rules where a subprocess cannot reach ----------------------

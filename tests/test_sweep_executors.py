@@ -28,6 +28,9 @@ from tests.sweep_helpers import (
     tiny_sweep,
 )
 
+# Ray clusters on one machine share ports and /tmp/ray: under `pytest -n`, one worker runs them.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail

@@ -62,7 +62,7 @@ def forward(x, params: dict, model: ModelConfig):
     if model.architecture == "conv":
         h = x.reshape((-1, IMAGE_SIDE, IMAGE_SIDE, 1))  # constant shapes: any backend
         for i in range(1, len(model.filters) + 1):
-            h = conv2d(h, params[f"conv{i}_w"], params[f"conv{i}_b"], model.kernel_size)
+            h = conv2d(h, params[f"conv{i}_w"], params[f"conv{i}_b"])
             h = max_pool(act(h), model.pool_size)
         h = h.reshape((-1, int(np.prod(h.type.shape[1:]))))
     else:

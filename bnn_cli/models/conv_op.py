@@ -1,0 +1,138 @@
+"""A batched 2-D convolution as one PyTensor `Op`, so XLA compiles the conv net's convolutions to
+native ones instead of im2col copies.
+
+`Conv2D` is a 'valid' cross-correlation of NHWC images with an HWIO kernel. The JAX backend runs
+it as `jax.lax.conv_general_dilated`; every other backend runs `perform` (NumPy: a strided window
+view and one `tensordot`). Its gradients are graphs of PyTensor ops, so the `pm.Model` stays a
+plain PyMC model and any backend can differentiate it:
+
+- with respect to the images: the same convolution of the zero-padded output gradient with the
+  flipped, transposed kernel (the transposed convolution);
+- with respect to the kernel: GEMMs of the image patches with the output gradient
+  (`kernel_gradient`), which on the CPU ran faster than XLA's convolution for it, while XLA's
+  forward convolution ran 5x faster than im2col.
+
+NHWC is kept because XLA's CPU forward convolution ran 7.7x faster in NHWC than in NCHW.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytensor.tensor as pt
+from numpy.lib.stride_tricks import sliding_window_view
+from pytensor.graph.basic import Apply
+from pytensor.graph.op import Op
+from pytensor.scalar import upcast
+
+DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+FEW_CHANNELS = 8  # below this, the kernel gradient is one GEMM of all patches
+
+
+def _out_side(side: int | None, k: int | None) -> int | None:
+    return None if side is None or k is None else side - k + 1
+
+
+class Conv2D(Op):
+    """x: (n, h, w, c_in), kernel: (k_h, k_w, c_in, c_out) -> (n, h-k_h+1, w-k_w+1, c_out)."""
+
+    __props__ = ()
+
+    def make_node(self, x, kernel):
+        x, kernel = pt.as_tensor_variable(x), pt.as_tensor_variable(kernel)
+        if x.type.ndim != 4 or kernel.type.ndim != 4:
+            raise TypeError("Conv2D takes 4-D images (NHWC) and a 4-D kernel (HWIO)")
+        n, h, w, _ = x.type.shape
+        k_h, k_w, _, c_out = kernel.type.shape
+        shape = (n, _out_side(h, k_h), _out_side(w, k_w), c_out)
+        dtype = upcast(x.type.dtype, kernel.type.dtype)
+        return Apply(self, [x, kernel], [pt.tensor(dtype=dtype, shape=shape)])
+
+    def perform(self, node, inputs, output_storage):
+        x, kernel = inputs
+        k_h, k_w = kernel.shape[:2]
+        windows = sliding_window_view(x, (k_h, k_w), axis=(1, 2))  # (n, oh, ow, c_in, kh, kw)
+        out = np.tensordot(windows, kernel, axes=([4, 5, 3], [0, 1, 2]))
+        output_storage[0][0] = out.astype(node.outputs[0].type.dtype, copy=False)
+
+    def infer_shape(self, fgraph, node, shapes):
+        (n, h, w, _), (k_h, k_w, _, c_out) = shapes
+        return [(n, h - k_h + 1, w - k_w + 1, c_out)]
+
+    def grad(self, inputs, output_grads):
+        x, kernel = inputs
+        (g,) = output_grads
+        return [input_gradient(g, kernel), kernel_gradient(x, g, kernel)]
+
+
+conv2d_valid = Conv2D()
+
+
+def input_gradient(g, kernel):
+    """d(sum(g * conv(x, kernel)))/dx: the 'full' correlation of g with the flipped kernel."""
+    k_h, k_w = sizes(kernel)[:2]
+    n, oh, ow, c_out = sizes(g)
+    padded = pt.zeros((n, oh + 2 * (k_h - 1), ow + 2 * (k_w - 1), c_out), dtype=g.dtype)
+    padded = pt.set_subtensor(padded[:, k_h - 1 : k_h - 1 + oh, k_w - 1 : k_w - 1 + ow, :], g)
+    return conv2d_valid(padded, kernel[::-1, ::-1].transpose(0, 1, 3, 2))
+
+
+def kernel_gradient(x, g, kernel):
+    """d(sum(g * conv(x, kernel)))/dkernel: sum over images and positions of patch times g.
+
+    Measured on a 2-core CPU (XLA, batch 500): for many input channels one small GEMM per
+    kernel offset, each on a strided view of x, ran 2.3x faster than one GEMM of the
+    concatenated patches (46 vs 108 ms for the conv net's second layer) and 1.9x faster than
+    XLA's own convolution for it; for a few channels (the first layer's one) the patch matrix
+    is small and the one GEMM ran fastest.
+    """
+    k_h, k_w, c_in, c_out = sizes(kernel)
+    flat_g = g.reshape((-1, c_out))
+    if c_in < FEW_CHANNELS:
+        patches = im2col(x, k_h, k_w)
+        return pt.dot(patches.reshape((-1, k_h * k_w * c_in)).T, flat_g).reshape(
+            (k_h, k_w, c_in, c_out)
+        )
+    _, oh, ow, _ = sizes(g)
+    per_offset = [
+        pt.dot(x[:, i : i + oh, j : j + ow, :].reshape((-1, c_in)).T, flat_g)
+        for i in range(k_h)
+        for j in range(k_w)
+    ]
+    return pt.stack(per_offset).reshape((k_h, k_w, c_in, c_out))
+
+
+def im2col(x, k_h: int, k_w: int | None = None):
+    """x: (n, h, w, c) -> (n, h-k_h+1, w-k_w+1, k_h*k_w*c): the k_h*k_w shifted views of x
+    concatenated on the channel axis, patch entries ordered (row, col, channel)."""
+    k_w = k_h if k_w is None else k_w
+    _, h, w, _ = sizes(x)
+    out_h, out_w = h - k_h + 1, w - k_w + 1
+    views = [x[:, i : i + out_h, j : j + out_w, :] for i in range(k_h) for j in range(k_w)]
+    return pt.concatenate(views, axis=3)
+
+
+def sizes(x) -> tuple:
+    """x's dimensions: the static size where PyTensor knows it, else the symbolic one. Static
+    sizes keep every slice and reshape constant, which the JAX backend needs."""
+    x = pt.as_tensor_variable(x)
+    return tuple(dim if dim is not None else x.shape[i] for i, dim in enumerate(x.type.shape))
+
+
+def _register_jax():
+    try:
+        import jax
+        from pytensor.link.jax.dispatch import jax_funcify
+    except ImportError:  # the JAX backend is optional; the other backends use `perform`
+        return
+
+    @jax_funcify.register(Conv2D)
+    def _jax_conv2d(op, **kwargs):
+        def conv2d(x, kernel):
+            return jax.lax.conv_general_dilated(
+                x, kernel, (1, 1), "VALID", dimension_numbers=DIMENSION_NUMBERS
+            )
+
+        return conv2d
+
+
+_register_jax()
