@@ -5,8 +5,8 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 
-from bnn_cli.models.conv_op import im2col
 from bnn_cli.models.layers import conv2d, conv_output_side, dense, max_pool
+from bnn_cli.models.ops import im2col
 
 
 def conv_reference(x, kernel, bias):

@@ -1,14 +1,14 @@
 """Neural-network layers as plain PyTensor graphs (images are NHWC: batch, height, width, channels).
 
-PyTensor has no batched conv2d for neural networks: `models.conv_op.Conv2D` is one (a native
-convolution under JAX). Max-pooling is a reshape and a max.
+PyTensor has no batched conv2d or max-pooling for neural networks: `models.ops` has both, as
+ops that JAX runs natively.
 """
 
 from __future__ import annotations
 
 import pytensor.tensor as pt
 
-from bnn_cli.models.conv_op import conv2d_valid, sizes
+from bnn_cli.models.ops import conv2d_valid, max_pool2d
 
 ACTIVATIONS = {
     "relu": lambda z: pt.maximum(z, 0),
@@ -30,11 +30,7 @@ def conv2d(x, kernel, bias):
 def max_pool(x, pool_size: int):
     """Non-overlapping max-pooling on (n, h, w, c); odd trailing rows/columns are dropped, as in
     Lasagne's default (ignore_border=True)."""
-    p = pool_size
-    _, h, w, c = sizes(x)
-    h_out, w_out = h // p, w // p
-    x = x[:, : h_out * p, : w_out * p, :]
-    return x.reshape((-1, h_out, p, w_out, p, c)).max(axis=(2, 4))
+    return max_pool2d(x, pool_size)
 
 
 def conv_output_side(side: int, kernel_size: int, pool_size: int, blocks: int) -> int:

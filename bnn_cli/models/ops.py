@@ -1,5 +1,5 @@
-"""A batched 2-D convolution as one PyTensor `Op`, so XLA compiles the conv net's convolutions to
-native ones instead of im2col copies.
+"""A batched 2-D convolution and max-pooling as PyTensor `Op`s, so XLA compiles the conv net's
+layers to its native convolution and pooling instead of im2col copies and reshapes.
 
 `Conv2D` is a 'valid' cross-correlation of NHWC images with an HWIO kernel. The JAX backend runs
 it as `jax.lax.conv_general_dilated`; every other backend runs `perform` (NumPy: a strided window
@@ -11,6 +11,10 @@ plain PyMC model and any backend can differentiate it:
 - with respect to the kernel: GEMMs of the image patches with the output gradient
   (`kernel_gradient`), which on the CPU ran faster than XLA's convolution for it, while XLA's
   forward convolution ran 5x faster than im2col.
+
+`MaxPool2D` is non-overlapping max-pooling (`jax.lax.reduce_window` under JAX: the conv net's
+forward pass ran 2.5x faster with it than with a reshape and a max); its gradient is the
+reshape-and-compare graph PyTensor would build for that max.
 
 NHWC is kept because XLA's CPU forward convolution ran 7.7x faster in NHWC than in NCHW.
 """
@@ -65,6 +69,56 @@ class Conv2D(Op):
 
 
 conv2d_valid = Conv2D()
+
+
+class MaxPool2D(Op):
+    """Non-overlapping max-pooling of (n, h, w, c) over p x p windows; trailing rows and
+    columns that fill no window are dropped (Lasagne's ignore_border=True)."""
+
+    __props__ = ("pool_size",)
+
+    def __init__(self, pool_size: int):
+        self.pool_size = int(pool_size)
+
+    def make_node(self, x):
+        x = pt.as_tensor_variable(x)
+        if x.type.ndim != 4:
+            raise TypeError("MaxPool2D takes 4-D images (NHWC)")
+        p = self.pool_size
+        n, h, w, c = x.type.shape
+        shape = (n, None if h is None else h // p, None if w is None else w // p, c)
+        return Apply(self, [x], [pt.tensor(dtype=x.type.dtype, shape=shape)])
+
+    def perform(self, node, inputs, output_storage):
+        (x,) = inputs
+        p = self.pool_size
+        n, h, w, c = x.shape
+        windows = x[:, : h // p * p, : w // p * p].reshape(n, h // p, p, w // p, p, c)
+        output_storage[0][0] = windows.max(axis=(2, 4))
+
+    def infer_shape(self, fgraph, node, shapes):
+        n, h, w, c = shapes[0]
+        return [(n, h // self.pool_size, w // self.pool_size, c)]
+
+    def grad(self, inputs, output_grads):
+        (x,) = inputs
+        (g,) = output_grads
+        p = self.pool_size
+        n, h, w, c = sizes(x)
+        h_out, w_out = h // p, w // p
+        windows = x[:, : h_out * p, : w_out * p, :].reshape((n, h_out, p, w_out, p, c))
+        out = self(x)[:, :, None, :, None, :]
+        routed = pt.eq(windows, out) * g[:, :, None, :, None, :]  # to the max of each window
+        grad = pt.zeros_like(x)
+        return [
+            pt.set_subtensor(
+                grad[:, : h_out * p, : w_out * p, :], routed.reshape((n, h_out * p, w_out * p, c))
+            )
+        ]
+
+
+def max_pool2d(x, pool_size: int):
+    return MaxPool2D(pool_size)(x)
 
 
 def input_gradient(g, kernel):
@@ -133,6 +187,15 @@ def _register_jax():
             )
 
         return conv2d
+
+    @jax_funcify.register(MaxPool2D)
+    def _jax_max_pool(op, **kwargs):
+        window = (1, op.pool_size, op.pool_size, 1)
+
+        def max_pool(x):
+            return jax.lax.reduce_window(x, -jax.numpy.inf, jax.lax.max, window, window, "VALID")
+
+        return max_pool
 
 
 _register_jax()

@@ -1,5 +1,5 @@
-"""The Conv2D op: values against SciPy and the im2col layers, gradients against the im2col
-graph's and finite differences, on every backend."""
+"""The Conv2D and MaxPool2D ops: values against SciPy, the im2col layers and a reshape-max,
+gradients against those graphs and finite differences, on every backend."""
 
 import numpy as np
 import pytensor
@@ -8,7 +8,7 @@ import pytest
 from scipy.signal import correlate
 
 from bnn_cli.fit import backend
-from bnn_cli.models.conv_op import FEW_CHANNELS, conv2d_valid, im2col
+from bnn_cli.models.ops import FEW_CHANNELS, conv2d_valid, im2col, max_pool2d
 
 BACKENDS = ["c", "numba", "jax"]
 
@@ -90,3 +90,27 @@ def test_static_output_shape():
 def test_rejects_wrong_rank():
     with pytest.raises(TypeError, match="4-D"):
         conv2d_valid(pt.matrix("x"), pt.tensor4("k"))
+
+
+def reshape_max_pool(x, p):
+    n, h, w, c = x.type.shape
+    return x[:, : h // p * p, : w // p * p].reshape((n, h // p, p, w // p, p, c)).max(axis=(2, 4))
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("side, p", [(8, 2), (9, 2), (7, 3)])
+def test_max_pool_and_its_gradient_match_a_reshape_and_max(backend_name, side, p, restore_backend):
+    mode = backend.configure("float64", backend_name)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, side, side + 1, 3))
+    xs = pt.tensor("x", shape=x.shape, dtype="float64")
+    weights = rng.normal(size=(2, side // p, (side + 1) // p, 3))
+    results = []
+    for pool in (lambda v: max_pool2d(v, p), lambda v: reshape_max_pool(v, p)):
+        out = pool(xs)
+        cost = (out * weights).sum()
+        results.append(pytensor.function([xs], [out, pytensor.grad(cost, xs)], mode=mode)(x))
+    (out, grad), (ref_out, ref_grad) = results
+    np.testing.assert_allclose(out, ref_out)
+    np.testing.assert_allclose(grad, ref_grad)
+    assert (grad[:, side // p * p :] == 0).all()  # dropped rows get no gradient
