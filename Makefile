@@ -11,7 +11,7 @@ LOCK ?= requirements.lock
 UV_VERSION := 0.13.9
 LOCK_TOOL := build/lock-tool
 
-.PHONY: setup test test-fast lint demo bench clean lock
+.PHONY: setup test test-fast lint demo bench bench-quick clean lock
 
 $(BIN)/bnn: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ demo: $(BIN)/bnn
 
 bench: $(BIN)/bnn
 	$(BIN)/python bench/run.py
+
+# One round, JAX only, 20-draw evaluations: a few minutes, for the edit-measure loop.
+bench-quick: $(BIN)/bnn
+	$(BIN)/python bench/run.py --rounds 1 --backends jax --cpu-k 0 --seed-iters 100 --eval-draws 20
 
 # Refresh requirements.lock to the newest versions pyproject.toml allows (with uv, installed on
 # demand into build/); `make lock UPGRADE=` only re-resolves after a change to pyproject.toml,

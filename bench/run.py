@@ -3,14 +3,16 @@
 Measures steady iterations per second of bnn's MLP and conv fits and of both anchors
 (`../shared/anchors`) in interleaved rounds (bnn, anchor, bnn, anchor, ...: a drift in the
 machine's load hits both, and the median of the per-round ratios cancels it), bnn's graph compile
-time from a cold compile cache, the peak resident memory of each process, and posterior
-predictive throughput. Every rate is timed inside its fit, past compile and warm-up, so it is the
-same from a cold cache as from a warm one. Where JAX sees a GPU it adds the GPU rows: bnn against
+time from a cold compile cache, the peak resident memory of each process, and `bnn evaluate`
+(report included) against the hand-written JAX predictive of as many draw-images. Every rate
+is timed inside its fit, past compile and warm-up, so it is the same from a cold cache as from a
+warm one. Where JAX sees a GPU it adds the GPU rows: bnn against
 `jax_mfvi.py` one step per call and with `SCAN=1`, and the shipped configs trained and evaluated
 end to end. Writes `bench/results.json` and prints a markdown table.
 
 usage: python bench/run.py [--rounds N] [--mlp-iters N] [--conv-iters N] [--seed-iters N]
-                           [--gpu-iters N] [--cpu-k K] [--skip-anchors] [--backends jax,c]
+                           [--gpu-iters N] [--cpu-k K] [--eval-draws N] [--skip-anchors]
+                           [--backends jax,c]
 """
 
 from __future__ import annotations
@@ -120,32 +122,39 @@ def bnn_fit(
     }
 
 
-def predictive_throughput(run_dir: str, draws: int = 100) -> dict:
-    """Posterior predictive on the 10,000 test images with `draws` draws, timed in a child."""
-    code = (
-        "import sys, time, json, numpy as np\n"
-        "from bnn_cli import runs\n"
-        "from bnn_cli.fit import backend\n"
-        "from bnn_cli.posterior import params\n"
-        "from bnn_cli.data.datasets import load_splits\n"
-        "from bnn_cli.posterior.predictive import compile_predict, predictive\n"
-        f"run = runs.open_run('{run_dir}'); config = runs.run_config(run)\n"
-        "mode = backend.configure(config.inference.floatX, config.inference.backend)\n"
-        "arrays = params.load(run.path, config)\n"
-        f"s = load_splits('mnist', '{DATA}', 50000, 10000)\n"
-        "fn = compile_predict(config.model, mode)\n"
-        "t = time.perf_counter()\n"
-        f"p = predictive(fn, arrays, config.model, s.x_test, {draws}, 0, 1000)\n"
-        "print(json.dumps({'seconds': time.perf_counter() - t, 'shape': list(p.shape)}))\n"
+def bnn_evaluate(run_dir: str, draws: int) -> dict:
+    """`bnn evaluate RUN --draws N --ood fashion-mnist` as a user runs it: the predictive of the
+    10,000 test digits and the 10,000 Fashion-MNIST test images, the metrics and the report,
+    timed as a whole process (compile included)."""
+    cmd = [sys.executable, "-m", "bnn_cli.cli", "evaluate", run_dir, "--draws", str(draws)]
+    cmd += ["--ood", "fashion-mnist", "--data-dir", str(DATA)]
+    _, wall, rss = run_process(cmd, CPU)
+    return {"draws": draws, "images": 20000, "seconds": round(wall, 2), "peak_rss_mib": round(rss)}
+
+
+def predictive_anchor(arch: str, draws: int) -> dict:
+    """jax_predictive.py's predictive of the same number of draw-images (compile excluded)."""
+    script = str(ANCHORS / "jax_predictive.py")
+    output, _, rss = run_process(
+        [sys.executable, script, arch, str(draws), "20000", str(DATA / "mnist")], CPU
     )
-    output, _, rss = run_process([sys.executable, "-c", code])
-    result = json.loads(output.strip().splitlines()[-1])
-    return {
-        "draws": draws,
-        "images": 10000,
-        "seconds": round(result["seconds"], 2),
-        "peak_rss_mib": round(rss),
-    }
+    seconds = float(re.search(r"predictive_s=([\d.]+)", output).group(1))
+    return {"draws": draws, "images": 20000, "seconds": seconds, "peak_rss_mib": round(rss)}
+
+
+def evaluation_rows(cpu: dict, draws: int) -> dict:
+    """bnn's evaluation of each CPU timing run beside the predictive anchor, one round."""
+    rows = {}
+    for arch in ("mlp", "conv"):
+        print(f"bnn evaluate ({arch}, {draws} draws) and jax_predictive.py ...", flush=True)
+        bnn = bnn_evaluate(cpu[f"bnn {arch}"]["run_dir"], draws)
+        anchor = predictive_anchor(arch, draws)
+        rows[arch] = {
+            "bnn": bnn,
+            "anchor": anchor,
+            "ratio": round(bnn["seconds"] / anchor["seconds"], 2),
+        }
+    return rows
 
 
 def seed_anchor(iters: int) -> dict:
@@ -256,11 +265,11 @@ def table(results: dict) -> str:
         rows.append(
             f"| {name}: train + evaluate, wall (compile included) | {fit['wall_s']:.1f} s | |"
         )
-    pred = results.get("predictive")
-    if pred:
+    for arch, row in results.get("evaluation", {}).items():
         rows.append(
-            f"| bnn mlp ({pred['backend']}): predictive, {pred['images']} images x "
-            f"{pred['draws']} draws | {pred['seconds']:.1f} s | |"
+            f"| bnn evaluate {arch} (cpu): {row['bnn']['draws']} draws x 20,000 images, report "
+            f"included | {row['bnn']['seconds']:.1f} s | {row['ratio']:.2f}x jax_predictive "
+            f"({row['anchor']['seconds']:.1f} s) |"
         )
     return "\n".join(rows)
 
@@ -323,6 +332,9 @@ def main() -> None:
         help="also time the CPU MLP at K steps per call, beside the default K (0: no)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved bnn/anchor rounds")
+    parser.add_argument(
+        "--eval-draws", type=int, default=100, help="draws of the evaluation rows (0: none)"
+    )
     parser.add_argument("--skip-anchors", action="store_true")
     parser.add_argument(
         "--backends", default="jax,c", help="bnn backends to time on the CPU (jax always)"
@@ -344,12 +356,8 @@ def main() -> None:
         results["cpu"] = cpu_rates(args, Path(runs_dir))
         if platform_name == "gpu":
             results["gpu"], results["shipped"] = gpu_rates(args, Path(runs_dir))
-        first = results["cpu"]["bnn mlp"]
-        print("bnn mlp (jax): posterior predictive ...", flush=True)
-        results["predictive"] = {
-            "backend": platform_name if platform_name == "gpu" else "jax",
-            **predictive_throughput(first["run_dir"]),
-        }
+        if args.eval_draws:
+            results["evaluation"] = evaluation_rows(results["cpu"], args.eval_draws)
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -65,3 +65,20 @@ def test_ratios_are_medians_of_per_round_ratios():
     measured = iter([{"it_per_s": 3.0}, {"it_per_s": 1.0}, {"it_per_s": 2.0}])
     summary = bench.interleaved(3, {"a": lambda: next(measured)})
     assert summary["a"]["it_per_s"] == 2.0 and summary["a"]["rounds"] == [3.0, 1.0, 2.0]
+
+
+ANCHOR_OUTPUT = (
+    "device=cpu arch=conv layout=NHWC draws=20 images=20000 predictive_s=6.25 draw-images/s=64000\n"
+)
+
+
+def test_evaluation_rows_set_bnn_evaluate_against_the_predictive_anchor(monkeypatch):
+    def fake(cmd, env=None):  # bnn evaluate: 9.5 s of wall; the anchor prints its own time
+        return (ANCHOR_OUTPUT, 1.0, 50) if "jax_predictive.py" in cmd[1] else ("", 9.5, 900)
+
+    monkeypatch.setattr(bench, "run_process", fake)
+    cpu = {"bnn mlp": {"run_dir": "runs/a"}, "bnn conv": {"run_dir": "runs/b"}}
+    rows = bench.evaluation_rows(cpu, 20)
+    assert rows["conv"]["anchor"]["seconds"] == 6.25
+    assert rows["conv"]["ratio"] == pytest.approx(9.5 / 6.25, abs=0.01)
+    assert "1.52x jax_predictive (6.2 s)" in bench.table({"evaluation": rows})
