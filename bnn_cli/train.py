@@ -90,6 +90,12 @@ def train(
             host=platform.node(),  # with pid: lets `evaluate` tell a killed run from a live one
         )
         console.print(f"run directory: {run_dir}", highlight=False)
+        pt_meta = meta["pytensor"]
+        console.print(
+            f"fitting with PyTensor's {pt_meta['backend']} backend on {pt_meta['device']}, "
+            f"{pt_meta['steps_per_call']} step(s) per call",
+            highlight=False,
+        )
         fit = Fit(run_dir, config, splits, mode)
         fit.run(console)
     except KeyboardInterrupt as exc:
@@ -263,6 +269,7 @@ def make_progress(console: Console) -> Progress:
 def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
     import pytensor
 
+    from bnn_cli.fit import backend
     from bnn_cli.fit.steppers import steps_per_call
     from bnn_cli.versions import installed_versions, lock_status
 
@@ -285,6 +292,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
         "pytensor": {
             "floatX": pytensor.config.floatX,
             "backend": config.inference.backend,
+            "device": backend.device(config.inference.backend),
             "blas_ldflags": pytensor.config.blas__ldflags,
             "steps_per_call": steps_per_call(config.inference),
         },

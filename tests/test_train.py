@@ -73,6 +73,10 @@ def test_smoke_config_end_to_end_through_the_cli(real_data_dir, tmp_path):
     assert metrics["accuracy"] > 0.90
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["seeds"]["config"] == 0 and "pymc" in meta["versions"]
+    device = meta["pytensor"]["device"]  # "cpu", or e.g. "gpu: NVIDIA H200" where JAX has one
+    assert device == "cpu" or device.startswith(("gpu: ", "cuda: ", "rocm: "))
+    k = meta["pytensor"]["steps_per_call"]
+    assert f"fitting with PyTensor's jax backend on {device}, {k} step(s) per call" in result.stderr
 
 
 @pytest.mark.slow

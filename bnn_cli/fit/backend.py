@@ -60,3 +60,14 @@ def configure(float_x: str = "float32", backend: str = "c"):
         jax.config.update("jax_enable_x64", float_x == "float64")
         return jax_mode()
     return _MODES[backend]
+
+
+def device(backend: str) -> str:
+    """Where the compiled step runs: JAX's first device ("gpu: NVIDIA H200", "cpu"), else the
+    CPU (the C and Numba backends run nowhere else)."""
+    if backend != "jax":
+        return "cpu"
+    import jax
+
+    first = jax.devices()[0]
+    return "cpu" if first.platform == "cpu" else f"{first.platform}: {first.device_kind}"
