@@ -11,7 +11,7 @@ LOCK ?= requirements.lock
 UV_VERSION := 0.13.9
 LOCK_TOOL := build/lock-tool
 
-.PHONY: setup test test-fast lint demo bench bench-quick clean lock
+.PHONY: setup test test-fast lint demo bench bench-quick bench-gpu clean lock
 
 $(BIN)/bnn: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ demo: $(BIN)/bnn
 
 bench: $(BIN)/bnn
 	$(BIN)/python bench/run.py
+
+# The GPU path end to end (K = 100 against the JAX anchor, the shipped configs, Ctrl-C); on a
+# machine without a GPU the same suite runs on the CPU, cut short. Needs JAX's CUDA build there.
+bench-gpu: $(BIN)/bnn
+	$(BIN)/python bench/run.py --suite gpu --rounds 2
 
 # One round, JAX only, 20-draw evaluations: a few minutes, for the edit-measure loop.
 bench-quick: $(BIN)/bnn

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,8 @@ def bnn_fit(
     if not evaluate:  # a timing run; with evaluate: the shipped config as a user runs it
         cmd += ["--no-eval", "--set", f"inference.iterations={iters}"]
         cmd += ["--set", f"inference.eval_every={log_every * 10}"]
+    elif iters:  # the shipped config cut to `iters` (the GPU suite's pass on a CPU)
+        cmd += ["--set", f"inference.iterations={iters}", "--set", f"inference.eval_every={iters}"]
     if steps_per_call:
         cmd += ["--set", f"inference.steps_per_call={steps_per_call}"]
     with tempfile.TemporaryDirectory() as cache:
@@ -225,6 +228,50 @@ def ratio(results: dict, name: str, anchor: str) -> str:
     return f"{median([a / b for a, b in pairs]):.2f}x {anchor}"
 
 
+def ctrl_c_check(runs_dir: Path, steps_per_call: int, env=None) -> dict:
+    """Ctrl-C during a K-step call: a long mlp fit is sent SIGINT once its first checkpoint is
+    written (so the fit is inside a later compiled call); how long it takes to exit, with which
+    code, and whether the run says `interrupted` with its parameters saved."""
+    cmd = [sys.executable, "-m", "bnn_cli.cli", "train", "configs/mlp.yaml", "--no-eval"]
+    cmd += ["--runs-dir", str(runs_dir), "--data-dir", str(DATA)]
+    for key, value in (("iterations", 1_000_000), ("eval_every", 10 * steps_per_call)):
+        cmd += ["--set", f"inference.{key}={value}"]
+    cmd += ["--set", f"inference.steps_per_call={steps_per_call}"]
+    before = set(runs_dir.glob("*"))
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + 600
+    run_dir = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        new = set(runs_dir.glob("*")) - before
+        run_dir = next(iter(new), None)
+        if run_dir and (run_dir / "approx.npz").is_file():
+            break
+        time.sleep(0.2)
+    if run_dir is None or proc.poll() is not None:
+        proc.kill()
+        raise RuntimeError("the Ctrl-C check's fit did not reach its first checkpoint")
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGINT)
+    code = proc.wait(timeout=120)
+    seconds = time.perf_counter() - sent
+    status = json.loads((run_dir / "status.json").read_text())
+    return {
+        "steps_per_call": steps_per_call,
+        "exit_s": round(seconds, 2),
+        "exit_code": code,
+        "state": status["state"],
+        "iterations_done": status.get("iterations_done"),
+        "params_saved": (run_dir / "approx.npz").is_file(),
+    }
+
+
 def jax_platform() -> str:
     """`gpu` when JAX sees one (CUDA or ROCm), else `cpu`; `none` when JAX is missing."""
     try:
@@ -238,7 +285,7 @@ def jax_platform() -> str:
 
 def table(results: dict) -> str:
     rows = ["| measure | value | ratio (median of per-round ratios) |", "|---|---|---|"]
-    for device in ("cpu", "gpu"):
+    for device in ("cpu", "gpu", "cuda", "rocm"):
         rates = results.get(device)
         if not rates:
             continue
@@ -301,9 +348,9 @@ def cpu_rates(args, runs_dir: Path) -> dict:
     return rates
 
 
-def gpu_rates(args, runs_dir: Path) -> tuple[dict, dict]:
+def gpu_rates(args, runs_dir: Path, device: str = "gpu") -> tuple[dict, dict]:
     """bnn against jax_mfvi.py one step per call and with SCAN=1 (100 steps per call), and the
-    shipped configs trained and evaluated end to end."""
+    shipped configs trained and evaluated end to end (cut to `--shipped-iters` if given)."""
     measures = {}
     for arch in ("mlp", "conv"):
         measures[f"bnn {arch}"] = partial(bnn_fit, arch, args.gpu_iters, runs_dir, "jax")
@@ -312,11 +359,43 @@ def gpu_rates(args, runs_dir: Path) -> tuple[dict, dict]:
     rates = interleaved(args.rounds, measures)
     shipped = {}
     for arch in ("mlp", "conv"):
-        print(f"bnn train configs/{arch}.yaml (gpu, with evaluate) ...", flush=True)
-        shipped[f"bnn {arch} shipped config (gpu)"] = bnn_fit(
-            arch, 0, runs_dir, "jax", evaluate=True
+        print(f"bnn train configs/{arch}.yaml ({device}, with evaluate) ...", flush=True)
+        shipped[f"bnn {arch} shipped config ({device})"] = bnn_fit(
+            arch, args.shipped_iters, runs_dir, "jax", evaluate=True
         )
     return rates, shipped
+
+
+def gpu_suite(args) -> None:
+    """`make bench-gpu`: the GPU path end to end on JAX's default device (a CPU where there is
+    no GPU, cut to 100-iteration timings and 200-iteration shipped fits so that it passes in
+    minutes): K = 100 against `SCAN=1 jax_mfvi.py`, the shipped configs trained and evaluated,
+    Ctrl-C inside a K-step call."""
+    device = jax_platform()
+    if device == "cpu" and not args.shipped_iters:
+        args.gpu_iters, args.shipped_iters = min(args.gpu_iters, 100), 200
+        print("no GPU: the same suite on the CPU, cut to 100 / 200 iterations", flush=True)
+    results: dict = {
+        "device": device,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    with tempfile.TemporaryDirectory() as runs_dir:
+        results[device], results["shipped"] = gpu_rates(args, Path(runs_dir), device)
+        print("Ctrl-C during a 100-step call ...", flush=True)
+        results["ctrl_c"] = ctrl_c_check(Path(runs_dir), 100)
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = ROOT / "bench" / "gpu_results.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    c = results["ctrl_c"]
+    print(table(results))
+    print(
+        f"| Ctrl-C in a {c['steps_per_call']}-step call: exit | {c['exit_s']:.2f} s, code "
+        f"{c['exit_code']}, {c['state']}, parameters saved: {c['params_saved']} | |"
+    )
+    print(f"\nwritten {out}")
+    ok = c["exit_code"] == 130 and c["state"] == "interrupted" and c["params_saved"]
+    if not ok:
+        sys.exit("the Ctrl-C check failed: " + json.dumps(c))
 
 
 def main() -> None:
@@ -337,11 +416,25 @@ def main() -> None:
     )
     parser.add_argument("--skip-anchors", action="store_true")
     parser.add_argument(
+        "--suite",
+        choices=["cpu", "gpu"],
+        default="cpu",
+        help="gpu: `make bench-gpu` (see gpu_suite)",
+    )
+    parser.add_argument(
+        "--shipped-iters",
+        type=int,
+        default=0,
+        help="cut the GPU suite's shipped fits (0: as shipped)",
+    )
+    parser.add_argument(
         "--backends", default="jax,c", help="bnn backends to time on the CPU (jax always)"
     )
     args = parser.parse_args()
     if not (DATA / "mnist").is_dir():
         sys.exit(f"bench needs the MNIST files in {DATA / 'mnist'}")
+    if args.suite == "gpu":
+        return gpu_suite(args)
     platform_name = jax_platform()
     results: dict = {
         "machine": {
