@@ -157,7 +157,7 @@ def train(
     epilog=_examples(
         "bnn evaluate runs/20260101-120000-smoke-1a2b3c",
         "bnn evaluate runs/<id> --split val --ood fashion-mnist   # choosing settings",
-        "bnn evaluate runs/<id> --allow-incomplete   # an interrupted run",
+        "bnn evaluate runs/<id> --shift rotate --draws 20   # rotated test digits",
     )
 )
 @click.argument("run_dir", type=click.Path())
@@ -188,6 +188,13 @@ def train(
     "Uses its test images, or its training images with --split val.",
 )
 @click.option(
+    "--shift",
+    multiple=True,
+    type=click.Choice(["rotate"]),
+    help="Dataset shift to evaluate (repeatable; default: the config's evaluate.shift): rotate "
+    "turns the test images by 0, 15, ..., 180 degrees and reports each angle.",
+)
+@click.option(
     "--save-predictive",
     is_flag=True,
     help="Also write predictive.nc: the predictive probabilities as ArviZ InferenceData.",
@@ -199,6 +206,7 @@ def evaluate(
     data_dir: str | None,
     allow_incomplete: bool,
     ood: tuple[str, ...],
+    shift: tuple[str, ...],
     save_predictive: bool,
 ) -> None:
     """Posterior predictive on a trained run: metrics, per-class uncertainty, plots, report.
@@ -216,6 +224,7 @@ def evaluate(
         console=err_console,
         ood=ood or None,
         save_predictive=save_predictive,
+        shift=shift or None,
     )
     out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
@@ -303,7 +312,7 @@ def predict(
     epilog=_examples(
         "bnn compare                          # every run in the runs directory",
         "bnn compare --last 5 --name 'mlp*' --format markdown",
-        "bnn compare runs/* --format csv > runs.csv",
+        "bnn compare runs/a runs/b --plot-shift shift.png   # after bnn evaluate --shift rotate",
     )
 )
 @click.argument("run_dirs", metavar="[RUN_DIR]...", nargs=-1, type=click.Path())
@@ -332,6 +341,14 @@ def predict(
     metavar="FILE",
     help="Also write the rows as CSV to FILE. Default: no file.",
 )
+@click.option(
+    "--plot-shift",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.png",
+    help="Also draw the rotated-images curves (bnn evaluate --shift rotate) of every run that "
+    "has them into one figure. Default: no figure.",
+)
 def compare(
     run_dirs: tuple[str, ...],
     runs_dir: str | None,
@@ -339,14 +356,18 @@ def compare(
     name_glob: str | None,
     fmt: str,
     csv_path: str | None,
+    plot_path: str | None,
 ) -> None:
     """Runs side by side, best accuracy first; runs that cannot be ranked say why."""
-    from bnn_cli.report.compare import compare_runs, select_runs
+    from bnn_cli.report.compare import compare_runs, plot_shift, select_runs
 
     if run_dirs and runs_dir:
         raise click.UsageError("give RUN_DIRs or --runs-dir, not both")
     paths = select_runs([Path(d) for d in run_dirs], _runs_dir(runs_dir), last, name_glob)
     compare_runs(paths, Path(csv_path) if csv_path else None, console=out_console, fmt=fmt)
+    if plot_path:
+        plot_shift(paths, Path(plot_path))
+        err_console.print(f"rotated-images curves written to {plot_path}", highlight=False)
 
 
 @cli.command(

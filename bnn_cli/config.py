@@ -81,6 +81,7 @@ class EvaluateConfig:
     chunk_size: int = 1000  # images per predictive chunk: bounds memory
     val_draws: int = 10  # draws for the validation NLL / mutual information during training
     ood: tuple[str, ...] = ()  # out-of-distribution sets, e.g. [fashion-mnist]; needs the files
+    shift: tuple[str, ...] = ()  # dataset shifts, e.g. [rotate]: the test images rotated
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference.backend": ("c", "numba", "jax"),
     "inference.floatX": ("float32", "float64"),
     "evaluate.ood": ("mnist", "fashion-mnist"),
+    "evaluate.shift": ("rotate",),
 }
 POSITIVE = {
     "data.train_size",

@@ -243,3 +243,12 @@ def test_prior_sd_takes_a_number_or_fan_in(tmp_path):
     assert load_config(write(tmp_path, "name: x\n"), ["prior.hyper_sd=fan_in"]).prior.hyper_sd == (
         "fan_in"
     )
+
+
+def test_shifts_are_a_list_of_known_shifts(tmp_path):
+    config = load_config(write(tmp_path, "name: x\nevaluate: {shift: [rotate]}\n"))
+    assert config.evaluate.shift == ("rotate",)
+    assert load_config(write(tmp_path, "name: x\n")).evaluate.shift == ()
+    assert error_of(tmp_path, "evaluate: {shift: [blur]}\n") == (
+        "evaluate.shift: got 'blur', expected one of rotate"
+    )

@@ -29,15 +29,18 @@ def evaluate_run(
     console: Console,
     ood: Sequence[str] | None = None,
     save_predictive: bool = False,
+    shift: Sequence[str] | None = None,
 ) -> dict:
     """Evaluate a run in place; returns the metrics written to metrics.json. `ood` names the
-    out-of-distribution sets to check (None: the config's `evaluate.ood`). With
+    out-of-distribution sets to check (None: the config's `evaluate.ood`), `shift` the dataset
+    shifts (None: the config's `evaluate.shift`; `rotate`: the test images rotated). With
     `save_predictive`, also writes predictive.nc (see `bnn_cli.posterior.arviz_files`)."""
     run = runs.open_run(Path(run_dir), allow_incomplete=allow_incomplete)
     config = runs.run_config(run)
     data_dir = runs.run_data_dir(run.path, data_dir)
     arrays = params.load(run.path, config)
     ood_names = ood_sets_for(config, ood)
+    shift_names = shifts_for(config, shift)
     from bnn_cli.fit import backend
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
@@ -52,20 +55,17 @@ def evaluate_run(
     # Every OOD set is read before any work: a missing one fails at once, with nothing written.
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
     n_draws = draws or config.evaluate.draws
-    probs = posterior_predictive(config, arrays, images, n_draws, mode, console)
+    predict = PosteriorPredictive(config, arrays, n_draws, mode, console)
+    probs = predict(images)
     # `bnn predict`'s threshold, so that a copied run needs no dataset; saved once the report
     # is in place, so that an evaluation that fails leaves the run as it was.
     val_probs = probs if split == "val" else None
     if split != "val" and len(splits.y_val):
-        val_probs = posterior_predictive(
-            config, arrays, splits.x_val, n_draws, mode, console, "val"
-        )
+        val_probs = predict(splits.x_val, "val")
     from bnn_cli.report.fit_report import OodSet
 
-    ood_sets = {
-        name: OodSet(x, posterior_predictive(config, arrays, x, n_draws, mode, console, name))
-        for name, x in ood_images.items()
-    }
+    ood_sets = {name: OodSet(x, predict(x, name)) for name, x in ood_images.items()}
+    shift_rows = {name: shift_curve(name, predict, images, labels) for name in shift_names}
     scale_draws = prior_scale_draws(config, arrays, n_draws)
     if save_predictive:
         from bnn_cli.posterior.arviz_files import write_predictive
@@ -84,6 +84,7 @@ def evaluate_run(
         scale_draws=scale_draws,
         arrays=arrays,
         ood=ood_sets,
+        shift=shift_rows,
         console=console,
     )
     if val_probs is not None:
@@ -107,6 +108,57 @@ def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     return names
 
 
+def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
+    """The dataset shifts to run: those asked for on the command line, else the config's."""
+    from bnn_cli.data.shift import SHIFTS
+
+    names = list(dict.fromkeys(requested if requested is not None else config.evaluate.shift))
+    for name in names:
+        if name not in SHIFTS:
+            raise ConfigError(f"--shift {name}: unknown shift; expected one of {', '.join(SHIFTS)}")
+    return names
+
+
+def shift_curve(name: str, predict, images: np.ndarray, labels: np.ndarray) -> list[dict]:
+    """`metrics.shift_row` at each level of shift `name` (each rotation angle)."""
+    from bnn_cli.data.shift import shifted
+    from bnn_cli.report.metrics import shift_row
+
+    return [
+        shift_row(level, predict(moved, f"{name} {level:g}"), labels)
+        for level, moved in shifted(name, images)
+    ]
+
+
+class PosteriorPredictive:
+    """The run's predictive, compiled once: `self(images, label)` -> (draws, n, classes), with
+    a progress bar. The same seed gives the same weight draws on every call."""
+
+    def __init__(self, config: Config, arrays: dict, draws: int, mode, console: Console):
+        from bnn_cli.posterior.predictive import compile_predict
+
+        self.config, self.arrays, self.draws, self.console = config, arrays, draws, console
+        self.fn = compile_predict(config.model, mode)
+
+    def __call__(self, images: np.ndarray, label: str = "") -> np.ndarray:
+        from bnn_cli.posterior.predictive import predictive
+
+        title = f"posterior predictive{' ' + label if label else ''}"
+        columns = (MofNCompleteColumn(), TimeRemainingColumn())
+        with progress_bar(self.console, title, *columns) as progress:
+            task = progress.add_task("draws", total=self.draws)
+            return predictive(
+                self.fn,
+                self.arrays,
+                self.config.model,
+                images,
+                self.draws,
+                self.config.seed,
+                chunk_size=self.config.evaluate.chunk_size,
+                progress=lambda done: progress.update(task, completed=done),
+            )
+
+
 def posterior_predictive(
     config: Config,
     arrays: dict[str, np.ndarray],
@@ -116,22 +168,8 @@ def posterior_predictive(
     console: Console,
     label: str = "",
 ) -> np.ndarray:
-    from bnn_cli.posterior.predictive import compile_predict, predictive
-
-    fn = compile_predict(config.model, mode)
-    title = f"posterior predictive{' ' + label if label else ''}"
-    with progress_bar(console, title, MofNCompleteColumn(), TimeRemainingColumn()) as progress:
-        task = progress.add_task("draws", total=draws)
-        return predictive(
-            fn,
-            arrays,
-            config.model,
-            images,
-            draws,
-            config.seed,
-            chunk_size=config.evaluate.chunk_size,
-            progress=lambda done: progress.update(task, completed=done),
-        )
+    """One predictive of `images` (compiles the network for this call)."""
+    return PosteriorPredictive(config, arrays, draws, mode, console)(images, label)
 
 
 def prior_scale_draws(

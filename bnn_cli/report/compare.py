@@ -17,8 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
-from bnn_cli.atomic import atomic_write_text
-from bnn_cli.errors import RunError
+from bnn_cli.atomic import atomic_write_bytes, atomic_write_text
+from bnn_cli.errors import ConfigError, RunError
 from bnn_cli.report.tables import DASH, Column, Tabular, csv_text, emit, value
 from bnn_cli.runs import list_runs, open_run, read_status
 
@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 ROW_KEYS = [
     "run", "path", "name", "dataset", "architecture", "prior", "state", "iterations",
     "planned_iterations", "kept_iteration", "objective", "wall_s", "split", "accuracy", "nll",
-    "ece", "mean_epistemic", "auroc_entropy", "converged", "ood", "ood_auroc", "problem",
+    "ece", "mean_epistemic", "auroc_entropy", "converged", "ood", "ood_auroc",
+    "rotate60_accuracy", "rotate60_ece", "problem",
 ]
 # fmt: on
 METRIC_KEYS = ["accuracy", "nll", "ece", "mean_epistemic", "auroc_entropy"]
@@ -111,9 +112,48 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
     if metrics_problem:
         problems.append(metrics_problem)
     row.update(split=metrics.get("split"), **{k: _number(metrics.get(k)) for k in METRIC_KEYS})
-    row.update(_ood_fields(metrics), converged=status.get("converged"))
+    row.update(_ood_fields(metrics), **_shift_fields(metrics), converged=status.get("converged"))
     row["problem"] = "; ".join(problems) or None
     return row
+
+
+SHIFT_COLUMN_ANGLE = 60  # where Ovadia et al.'s rotated-MNIST methods part clearly
+
+
+def _shift_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Accuracy and ECE with the test images rotated by 60 degrees, if evaluated."""
+    rows = (metrics.get("shift") or {}).get("rotate") or []
+    at = next((r for r in rows if r.get("level") == SHIFT_COLUMN_ANGLE), None)
+    if not isinstance(at, dict):
+        return {}
+    return {
+        "rotate60_accuracy": _number(at.get("accuracy")),
+        "rotate60_ece": _number(at.get("ece")),
+    }
+
+
+def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, list[dict]]:
+    """Each evaluated run's rows of `shift` from metrics.json, by run name (for one figure)."""
+    curves = {}
+    for run_dir in run_dirs:
+        metrics, problem = _read_metrics(Path(run_dir))
+        rows = (metrics.get("shift") or {}).get(shift) if not problem else None
+        if rows:
+            curves[Path(run_dir).name] = rows
+    return curves
+
+
+def plot_shift(run_dirs: list[Path], path: Path, shift: str = "rotate") -> None:
+    """One figure of every run's `shift` curves; an error if no run has any."""
+    curves = shift_curves(run_dirs, shift)
+    if not curves:
+        raise ConfigError(
+            f"--plot-shift: none of the runs was evaluated with --shift {shift} "
+            f"(run 'bnn evaluate RUN --shift {shift}' first)"
+        )
+    from bnn_cli.report import plots
+
+    atomic_write_bytes(path, plots.shift_png(curves, shift))
 
 
 def _ood_fields(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +301,8 @@ COLUMNS = [
     Column("epistemic", value("mean_epistemic", format_number), right=True),
     Column("error AUROC", value("auroc_entropy", format_number), right=True),
     Column("OOD AUROC", value("ood_auroc", format_number), right=True),
+    Column("acc @60°", value("rotate60_accuracy", format_percent), right=True),
+    Column("ECE @60°", value("rotate60_ece", format_number), right=True),
     Column("note", lambda row: row["problem"] or "", style="yellow"),
 ]
 

@@ -279,6 +279,21 @@ def compute_metrics(
     }
 
 
+def shift_row(level: float, probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """One level of a dataset shift (e.g. a rotation angle): the metrics that show how accuracy
+    and calibration hold up as the inputs move away from the training data."""
+    pred = summarize(probs, labels)
+    return {
+        "level": level,
+        "accuracy": _plain(np.mean(pred.correct)),
+        "nll": _nll_of_mean(pred.mean_probs, pred.labels),
+        "ece": _plain(ece(pred.confidence, pred.correct)),
+        "brier": _brier_of_mean(pred.mean_probs, pred.labels),
+        "mean_entropy": _plain(pred.total.mean()),
+        "mean_mi": _plain(pred.epistemic.mean()),
+    }
+
+
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
     """Counts, rows = true class, columns = predicted class."""
     flat = np.asarray(labels) * n_classes + np.asarray(predicted)

@@ -362,3 +362,33 @@ def _draw_prior_scales(fig: Figure, az: Any, data: Any, names: list[str]) -> Non
         ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("scale")
+
+
+SHIFT_PANELS = (
+    ("accuracy", "accuracy"),
+    ("nll", "NLL"),
+    ("ece", "ECE"),
+    ("mean_entropy", "mean predictive entropy (nats)"),
+)
+
+
+def shift_png(curves: dict[str, Sequence[dict[str, Any]]], shift: str = "rotate") -> bytes:
+    """Accuracy, NLL, ECE and mean entropy over the shift's levels (rotation angles), one line
+    per run: the report draws its own run, `bnn compare --plot-shift` several."""
+    return render(_draw_shift, curves, shift, figsize=(10, 6.5))
+
+
+def _draw_shift(fig: Figure, curves: dict[str, Sequence[dict[str, Any]]], shift: str) -> None:
+    axes = fig.subplots(2, 2, sharex=True).ravel()
+    for ax, (key, label) in zip(axes, SHIFT_PANELS, strict=True):
+        for name, rows in curves.items():
+            levels = [row["level"] for row in rows]
+            values = [np.nan if row[key] is None else row[key] for row in rows]
+            ax.plot(levels, values, marker="o", ms=3, label=name)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    for ax in axes[2:]:
+        ax.set_xlabel("rotation (degrees)" if shift == "rotate" else shift)
+    if len(curves) > 1:
+        axes[0].legend(fontsize=8)
+    fig.suptitle("Test images rotated: accuracy and calibration as the shift grows")
