@@ -117,7 +117,7 @@ class TrainedRun:
             self.params,
             self.config.model,
             pixels,
-            draws or self.config.evaluate.draws,
+            self.config.draws(draws),
             self.config.seed if seed is None else seed,
             chunk_size=self.config.evaluate.chunk_size,
         )

@@ -50,6 +50,9 @@ class PriorConfig:
 
 @dataclass(frozen=True)
 class InferenceConfig:
+    # advi: mean-field ADVI; map: the point estimate (maximum a posteriori) of the same model,
+    # fitted with the same minibatches, optimizer and schedule: the Bayesian fit's plain twin.
+    method: str = "advi"
     iterations: int = 50_000  # the original experiment's budget
     batch_size: int = 500  # the original experiment's minibatch
     optimizer: str = "adam"  # adam, adamax or sgd
@@ -66,6 +69,7 @@ class InferenceConfig:
     steps_per_call: int = 0  # optimizer steps per compiled call; 0: the backend's default
     # The ELBO's KL term times kl_weight (1: the plain ELBO; below 1 a tempered, "cold"
     # posterior), ramped up linearly from 0 over the first kl_warmup iterations (0: no ramp).
+    # A MAP fit weights its prior (its weight penalty) the same way.
     kl_weight: float = 1.0
     kl_warmup: int = 0
     # Stop when the validation metric (val_nll or val_accuracy, checked every eval_every) has
@@ -94,6 +98,13 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
 
+    def draws(self, requested: int | None = None, validation: bool = False) -> int:
+        """Posterior draws for a predictive: `requested`, else evaluate.draws (val_draws during
+        training); a MAP fit's predictive is its one network, drawn once."""
+        if self.inference.method == "map":
+            return 1
+        return requested or (self.evaluate.val_draws if validation else self.evaluate.draws)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain types only (lists, not tuples), ready for YAML or JSON."""
         return _plain(dataclasses.asdict(self))
@@ -106,6 +117,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
     "prior.scale_per": ("tensor", "input", "output"),
+    "inference.method": ("advi", "map"),
     "inference.early_stopping": ("none", "val_nll", "val_accuracy"),
     "inference.optimizer": ("adam", "adamax", "sgd"),
     "inference.lr_schedule": ("cosine", "constant"),

@@ -239,9 +239,11 @@ class Fit:
         window = self.window.snapshot
         if window is None:
             return None
+        point = settings.method == "map"
         advice = (
-            f"Raise inference.iterations (now {settings.iterations}) or inference.rho_lr_scale "
-            f"(now {settings.rho_lr_scale:g}) and compare the validation NLL."
+            f"Raise inference.iterations (now {settings.iterations})"
+            + ("" if point else f" or inference.rho_lr_scale (now {settings.rho_lr_scale:g})")
+            + " and compare the validation NLL."
         )
         return diagnostics.convergence_verdict(
             window,
@@ -250,6 +252,7 @@ class Fit:
             state.losses,
             rho_step_sum(settings, window.iteration, state.iteration),
             advice,
+            diagnostics.UNSETTLED_POINT if point else diagnostics.STEP_LIMIT,
         )
 
 

@@ -252,3 +252,12 @@ def test_shifts_are_a_list_of_known_shifts(tmp_path):
     assert error_of(tmp_path, "evaluate: {shift: [blur]}\n") == (
         "evaluate.shift: got 'blur', expected one of rotate"
     )
+
+
+def test_the_method_is_advi_or_map(tmp_path):
+    assert load_config(write(tmp_path, "name: x\n")).inference.method == "advi"
+    config = load_config(write(tmp_path, "name: x\ninference: {method: map}\n"))
+    assert config.inference.method == "map" and config.draws(100) == 1
+    assert error_of(tmp_path, "inference: {method: mcmc}\n") == (
+        "inference.method: got 'mcmc', expected one of advi, map"
+    )

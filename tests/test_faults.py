@@ -836,7 +836,7 @@ def test_evaluation_stopped_by_ctrl_c_leaves_the_run_as_it_was(tmp_path, data_di
     result = patched(
         "import bnn_cli.posterior.evaluate\n"
         "def stop(*args, **kwargs):\n    raise KeyboardInterrupt\n"
-        "bnn_cli.posterior.evaluate.posterior_predictive = stop\n",
+        "bnn_cli.posterior.evaluate.PosteriorPredictive.__call__ = stop\n",
         "evaluate",
         run_dir,
         "--data-dir",

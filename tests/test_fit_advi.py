@@ -99,3 +99,42 @@ def test_a_tempered_objective_is_pymcs_klqp_with_a_scheduled_beta():
     plain = fit_advi.make_advi(model, config.inference, seed=0)
     _, plain_schedules = fit_advi.compile_step_function(plain, config.inference, None)
     assert len(plain_schedules) == 1  # the learning rate only: the plain ELBO is untouched
+
+
+def test_a_map_fit_moves_the_means_only_and_its_loss_is_the_negative_log_joint():
+    """MAP is PyMC's KLqp with beta 0 on an approximation held at sigma 1e-30: every draw is
+    the means, so the loss is -log p(mu, minibatch) (the likelihood scaled by total_size), and
+    the optimizer never touches rho."""
+    from bnn_cli.fit import backend
+
+    config = config_from_dict(
+        {
+            "model": {"hidden": [8]},
+            "data": {"train_size": 320, "val_size": 5},
+            "inference": {"method": "map", "batch_size": 32, "learning_rate": 1e-2},
+        }
+    )
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((32, 28, 28)).astype("float32"), rng.integers(0, 10, 32)
+    try:
+        mode = backend.configure("float32", "jax")
+        model = build_model(config, images, labels)
+        advi = fit_advi.make_advi(model, config.inference, seed=0)
+        before = params.from_approx(advi.approx)
+        step = OneStep(advi, config.inference, mode, feeder=lambda: None)
+        point = {name[3:]: value for name, value in before.items() if name.startswith("mu/")}
+        neg_log_joint = -float(model.compile_logp()(point))
+        first_loss = float(step(0)[0])
+        for i in range(1, 5):
+            step(i)
+        after = params.from_approx(advi.approx)
+    finally:
+        backend.configure("float32", "c")
+    assert first_loss == pytest.approx(neg_log_joint, rel=1e-4)
+    rho_map = np.log(np.expm1(fit_advi.MAP_SIGMA))
+    for key in before:
+        if key.startswith("rho/"):
+            np.testing.assert_array_equal(after[key], before[key])
+            np.testing.assert_allclose(before[key], rho_map, rtol=1e-5)
+        else:
+            assert not np.array_equal(after[key], before[key]), key

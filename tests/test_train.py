@@ -308,3 +308,25 @@ def test_a_tempered_fit_says_so_in_its_report_and_in_compare(real_data_dir, tmp_
     evaluate_run(run_dir, None, "test", str(real_data_dir), False, quiet())
     assert "tempered: KL x0.2, warm-up 20 it" in (run_dir / "report.md").read_text()
     assert collect_row(run_dir)["objective"] == "tempered: KL x0.2, warm-up 20 it"
+
+
+@pytest.mark.slow
+def test_a_map_fit_is_one_network_and_says_so(real_data_dir, tmp_path):
+    """inference.method map: the same model and minibatches, a point estimate; its predictive
+    is one network (1 draw, mutual information 0), and its report and bnn compare say MAP."""
+    from bnn_cli.fit.advi import MAP_SIGMA
+    from bnn_cli.posterior.evaluate import evaluate_run
+    from bnn_cli.report.compare import collect_row
+
+    config = load_config(
+        ROOT / "configs" / "smoke.yaml", [*TINY, "inference.method=map", "inference.kl_weight=0.5"]
+    )
+    run_dir = train(config, tmp_path, str(real_data_dir), quiet())
+    metrics = evaluate_run(run_dir, 50, "test", str(real_data_dir), False, quiet())
+    assert metrics["draws"] == 1 and metrics["mean_epistemic"] == 0
+    assert metrics["accuracy"] > 0.5  # 40 steps of a 16-unit MLP: well above chance
+    arrays = np.load(run_dir / "approx.npz")
+    rho = np.log(np.expm1(MAP_SIGMA))
+    assert all(np.allclose(arrays[k], rho) for k in arrays.files if k.startswith("rho/"))
+    assert "MAP, " in (run_dir / "report.md").read_text()
+    assert collect_row(run_dir)["objective"] == "MAP (no posterior, prior x0.5)"

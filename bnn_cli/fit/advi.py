@@ -1,6 +1,6 @@
 """Minibatch ADVI on the `pm.Model`: PyMC's mean-field approximation and its own objective
 (tempered where asked), the optimizer with its step sizes, and the schedules the loop sets at
-every step."""
+every step. A MAP fit is the same machinery with the approximation held at a point (below)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ import pytensor
 from bnn_cli.config import InferenceConfig
 
 OPTIMIZERS = {"adam": pm.adam, "adamax": pm.adamax, "sgd": pm.sgd}
+# A MAP fit's scales: held at this sigma (never optimized), so each draw is the means to within
+# float32 rounding and the objective -log p(w, data) is taken at the means.
+MAP_SIGMA = 1e-30
 
 
 def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.KLqp:
@@ -23,15 +26,48 @@ def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.KLqp:
     network's ELBO NaN at once). A tempered objective (`kl_weight`, `kl_warmup`) is PyMC's own
     KLqp on the same mean-field approximation, its KL weight `beta` a shared scalar that the
     loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1."""
+    if settings.method == "map":
+        return make_map(model, settings, seed)
     start_sigma = {model.rvs_to_values[rv].name: settings.start_sigma for rv in model.free_RVs}
     if is_tempered(settings):
         approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
-        beta = pytensor.shared(np.asarray(kl_weight_at(settings, 0), pytensor.config.floatX))
-        advi = pm.KLqp(approx, beta=beta)
+        advi = pm.KLqp(approx, beta=beta_of(settings))
     else:
         advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
     with_static_shapes(advi.approx)
     return advi
+
+
+class LogJoint(pm.operators.KL):
+    """The MAP objective: -(log p(data | w) + beta log p(w)) at the approximation's draw,
+    scaled as PyMC scales the ELBO: PyMC's KL operator without its log q term, `beta` (the KL
+    weight of a tempered twin) weighting the prior, the weight penalty, as it does there."""
+
+    def apply(self, f):
+        return -(self.datalogp_norm + self.beta * self.varlogp_norm)
+
+
+def make_map(
+    model: pm.Model, settings: InferenceConfig, seed: int
+) -> pm.variational.inference.Inference:
+    """The MAP fit of the same model: PyMC's variational machinery with the `LogJoint`
+    objective on a mean-field approximation whose scales are held at `MAP_SIGMA` (the optimizer
+    moves only the means), so every draw is the means: the point estimate has the same prior
+    (a weight penalty), total_size-scaled likelihood, minibatches, optimizer and schedule as its
+    Bayesian twin, and its approx.npz, checkpoints and predictive work unchanged."""
+    start_sigma = {model.rvs_to_values[rv].name: MAP_SIGMA for rv in model.free_RVs}
+    approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+    inference = pm.variational.inference.Inference(LogJoint, approx, None, beta=beta_of(settings))
+    with_static_shapes(inference.approx)
+    return inference
+
+
+def beta_of(settings: InferenceConfig):
+    """The KL (or, for MAP, prior) weight: PyMC's constant 1, or a shared scalar the loop
+    schedules when tempered."""
+    if not is_tempered(settings):
+        return 1.0
+    return pytensor.shared(np.asarray(kl_weight_at(settings, 0), pytensor.config.floatX))
 
 
 def is_tempered(settings: InferenceConfig) -> bool:
@@ -87,8 +123,16 @@ def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | 
 
 def make_optimizer(settings: InferenceConfig, learning_rate) -> Callable:
     """PyMC's optimizer for the mean-field parameters; with `rho_lr_scale` != 1 the scales
-    (`rho`) get their own optimizer whose step size is that many times the means' (`mu`)."""
+    (`rho`) get their own optimizer whose step size is that many times the means' (`mu`); a
+    MAP fit's optimizer moves the means alone."""
     base = OPTIMIZERS[settings.optimizer]
+    if settings.method == "map":  # the means only: the scales stay at MAP_SIGMA
+
+        def means_only(grads, params):
+            pairs = [(g, p) for g, p in zip(grads, params, strict=True) if p.name != "rho"]
+            return base([g for g, _ in pairs], [p for _, p in pairs], learning_rate=learning_rate)
+
+        return means_only
     if settings.rho_lr_scale == 1.0:
         return base(learning_rate=learning_rate)
     rho_learning_rate = learning_rate * np.asarray(settings.rho_lr_scale, dtype=learning_rate.dtype)

@@ -96,7 +96,7 @@ def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict
         arrays,
         config.model,
         splits.x_val,
-        config.evaluate.val_draws,
+        config.draws(validation=True),
         config.seed,
         chunk_size=config.evaluate.chunk_size,
     )

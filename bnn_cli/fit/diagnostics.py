@@ -74,6 +74,10 @@ def smoothed(losses: list[float]) -> float:
     return float(np.mean(recent)) if recent else math.nan
 
 
+STEP_LIMIT = "the uncertainty reported is partly the optimizer's step limit, not the posterior."
+UNSETTLED_POINT = "the point estimate (MAP) had not settled."
+
+
 def convergence_verdict(
     start: Snapshot,
     arrays: dict[str, np.ndarray],
@@ -81,13 +85,14 @@ def convergence_verdict(
     losses: list[float],
     rho_step_sum: float,
     advice: str,
+    consequence: str = STEP_LIMIT,
 ) -> dict:
     """Was the approximation still moving over [start.iteration, iteration]?
 
     `rho_step_sum` is the sum of the step sizes the optimizer applied to rho over the window;
-    `advice` names the settings to change. Returns a JSON-ready dict: `converged`, the window,
-    the loss change, per tensor the median sigma at both ends and the drift, and a `message`
-    (None when converged)."""
+    `advice` names the settings to change, `consequence` what an unsettled fit means. Returns a
+    JSON-ready dict: `converged`, the window, the loss change, per tensor the median sigma at
+    both ends and the drift, and a `message` (None when converged)."""
     tensors = {}
     for name, rho_start in start.rho.items():
         rho_end = np.asarray(arrays[f"rho/{name}"], dtype=np.float64)
@@ -114,11 +119,11 @@ def convergence_verdict(
         "message": None,
     }
     if not verdict["converged"]:
-        verdict["message"] = not_converged_message(verdict, advice)
+        verdict["message"] = not_converged_message(verdict, advice, consequence)
     return verdict
 
 
-def not_converged_message(verdict: dict, advice: str) -> str:
+def not_converged_message(verdict: dict, advice: str, consequence: str = STEP_LIMIT) -> str:
     first, last = verdict["window"]
     parts = []
     if verdict["moving_tensors"]:
@@ -134,8 +139,7 @@ def not_converged_message(verdict: dict, advice: str) -> str:
         parts.append(f"the smoothed loss fell {-verdict['loss_change']:.1%}")
     return (
         f"the approximation was still moving when the fit stopped: over iterations "
-        f"{first}-{last} {' and '.join(parts)}; the uncertainty reported is partly the "
-        f"optimizer's step limit, not the posterior. {advice}"
+        f"{first}-{last} {' and '.join(parts)}; {consequence} {advice}"
     )
 
 

@@ -67,7 +67,7 @@ def predict_files(
     images, errors = read_all(paths, keep_going)
     if not images:
         raise DataError(f"none of the {len(paths)} files could be read; nothing to predict")
-    n_draws = draws or run.config.evaluate.draws
+    n_draws = run.config.draws(draws)
     with console.status(f"posterior predictive ({n_draws} draws)"):
         probs = run.predict(np.stack([image.pixels for image in images]), draws=n_draws)
     threshold = entropy_threshold(run, n_draws, data_dir, console)

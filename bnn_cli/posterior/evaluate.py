@@ -54,7 +54,7 @@ def evaluate_run(
     )
     # Every OOD set is read before any work: a missing one fails at once, with nothing written.
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
-    n_draws = draws or config.evaluate.draws
+    n_draws = config.draws(draws)
     predict = PosteriorPredictive(config, arrays, n_draws, mode, console)
     probs = predict(images)
     # `bnn predict`'s threshold, so that a copied run needs no dataset; saved once the report

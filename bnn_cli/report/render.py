@@ -292,7 +292,8 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
         ["prior", describe_prior(prior)],
         [
             "inference",
-            f"ADVI, {status.get('iterations_done', '?')} of "
+            f"{'MAP' if inference.get('method') == 'map' else 'ADVI'}, "
+            f"{status.get('iterations_done', '?')} of "
             f"{inference.get('iterations', '?')} iterations, batch "
             f"{inference.get('batch_size', '?')}, {inference.get('optimizer', '?')} "
             f"lr {inference.get('learning_rate', '?')} ({inference.get('lr_schedule', '?')}), "
