@@ -245,6 +245,8 @@ def ctrl_c_check(runs_dir: Path, steps_per_call: int, env=None) -> dict:
         text=True,
         env={**os.environ, **(env or {})},
         cwd=ROOT,
+        # Ctrl-C's default handling even when this runs in the background (SIGINT ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 600
     run_dir = None

@@ -124,6 +124,8 @@ def patched(code: str, *args: object, timeout: float = 300) -> Result:
 
 
 def start(*args: object) -> subprocess.Popen:
+    """The CLI as a terminal starts it: with Ctrl-C's default handling even where this suite
+    runs in the background, whose shell has SIGINT ignored (children inherit that)."""
     return subprocess.Popen(
         command(*args),
         stdout=subprocess.PIPE,
@@ -131,6 +133,7 @@ def start(*args: object) -> subprocess.Popen:
         text=True,
         cwd=ROOT,
         env=env(),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
