@@ -15,11 +15,14 @@ from PIL import Image
 from rich.console import Console
 
 from bnn_cli import load_run
+from bnn_cli.data.datasets import DATASETS
+from bnn_cli.data.images import NamedImage
 from bnn_cli.posterior.classify import (
     Answer,
     Prediction,
     entropy_threshold,
     print_answers,
+    summarize,
 )
 from bnn_cli.posterior.threshold import THRESHOLD_FILE
 from bnn_cli.report import metrics
@@ -182,9 +185,9 @@ PREDICTION = Prediction(
     draws=5,
     threshold=0.5,
     answers=[
-        Answer("a[1].png", 7, 0.9, 0.3, 0.01, False),
-        Answer("b.png", 1, 0.4, 1.2, 0.2, True),
-        Answer("c:smile:.png", 3, 0.5, 0.9, 0.1, False),
+        Answer("a[1].png", 7, "7", 0.9, 0.3, 0.01, False),
+        Answer("b.png", 1, "1", 0.4, 1.2, 0.2, True),
+        Answer("c:smile:.png", 3, "3", 0.5, 0.9, 0.1, False),
     ],
 )
 
@@ -196,16 +199,17 @@ def test_every_format():
         return buffer.getvalue()
 
     assert render("csv").splitlines() == [
-        "image,predicted,probability,entropy,mutual_information,uncertain",
-        "a[1].png,7,0.9,0.3,0.01,False",
-        "b.png,1,0.4,1.2,0.2,True",
-        "c:smile:.png,3,0.5,0.9,0.1,False",
+        "image,predicted,label,probability,entropy,mutual_information,uncertain",
+        "a[1].png,7,7,0.9,0.3,0.01,False",
+        "b.png,1,1,0.4,1.2,0.2,True",
+        "c:smile:.png,3,3,0.5,0.9,0.1,False",
     ]
     document = json.loads(render("json"))
     assert document["images"][2]["image"] == "c:smile:.png"  # a name, not an emoji code
     assert document["images"][1] == {
         "image": "b.png",
         "predicted": 1,
+        "label": "1",
         "probability": 0.4,
         "entropy": 1.2,
         "mutual_information": 0.2,
@@ -215,6 +219,15 @@ def test_every_format():
     assert "a[1].png" in table and "0.500 nats" in table and "yes" in table
     markdown = render("markdown").splitlines()
     assert "| a[1].png | 7 | 0.900 | 0.300 | 0.010 | no |" in markdown
+
+
+def test_fashion_mnist_answers_name_their_class():
+    images = [NamedImage("shoe.png", np.zeros((28, 28), np.float32))]
+    probs = np.zeros((2, 1, 10))
+    probs[:, 0, 9] = 1.0
+    names = DATASETS["fashion-mnist"].class_names
+    (answer,) = summarize(images, probs, threshold=0.5, class_names=names)
+    assert (answer.predicted, answer.label) == (9, "Ankle boot")
 
 
 def test_uncertain_answers_stand_out_in_a_terminal():

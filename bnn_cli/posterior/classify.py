@@ -26,7 +26,9 @@ from bnn_cli.report.tables import Column, Tabular, value
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("image", "predicted", "probability", "entropy", "mutual_information", "uncertain")
+COLUMNS = (
+    "image", "predicted", "label", "probability", "entropy", "mutual_information", "uncertain"
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Answer:
 
     image: str
     predicted: int
+    label: str  # the class's name: "7" for a digit, "Ankle boot" for Fashion-MNIST
     probability: float
     entropy: float
     mutual_information: float
@@ -71,7 +74,9 @@ def predict_files(
     with console.status(f"posterior predictive ({n_draws} draws)"):
         probs = run.predict(np.stack([image.pixels for image in images]), draws=n_draws)
     threshold = entropy_threshold(run, n_draws, data_dir, console)
-    answers = summarize(images, probs, threshold)
+    from bnn_cli.data.datasets import get_spec
+
+    answers = summarize(images, probs, threshold, get_spec(run.config.data.dataset).class_names)
     return Prediction(run.path, n_draws, threshold, answers, errors)
 
 
@@ -88,7 +93,12 @@ def read_all(paths: list[Path], keep_going: bool) -> tuple[list[NamedImage], lis
     return images, errors
 
 
-def summarize(images: list[NamedImage], probs: np.ndarray, threshold: float) -> list[Answer]:
+def summarize(
+    images: list[NamedImage],
+    probs: np.ndarray,
+    threshold: float,
+    class_names: tuple[str, ...] = tuple(str(c) for c in range(10)),
+) -> list[Answer]:
     mean = metrics.predictive_mean(probs)
     total, _, epistemic = metrics.entropy(probs)
     predicted = mean.argmax(axis=1)
@@ -96,6 +106,7 @@ def summarize(images: list[NamedImage], probs: np.ndarray, threshold: float) -> 
         Answer(
             image=image.name,
             predicted=int(predicted[i]),
+            label=class_names[predicted[i]],
             probability=float(mean[i, predicted[i]]),
             entropy=float(total[i]),
             mutual_information=float(epistemic[i]),
@@ -131,7 +142,7 @@ def answer_tabular(prediction: Prediction) -> Tabular:
     """The answers as a table: one row per image, raw values in csv."""
     columns = [
         Column("image", value("image"), no_wrap=True),
-        Column("class", value("predicted"), right=True),
+        Column("class", value("label"), right=True),
         Column("probability", value("probability", "{:.3f}".format), right=True),
         Column("entropy", value("entropy", "{:.3f}".format), right=True),
         Column("mutual info", value("mutual_information", "{:.3f}".format), right=True),
