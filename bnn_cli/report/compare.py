@@ -133,13 +133,16 @@ def _shift_fields(metrics: dict[str, Any]) -> dict[str, Any]:
 
 
 def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, list[dict]]:
-    """Each evaluated run's rows of `shift` from metrics.json, by run name (for one figure)."""
+    """Each evaluated run's rows of `shift` from metrics.json, labelled by its config name and
+    objective (and its directory where two would read the same), for one figure."""
     curves = {}
     for run_dir in run_dirs:
         metrics, problem = _read_metrics(Path(run_dir))
         rows = (metrics.get("shift") or {}).get(shift) if not problem else None
         if rows:
-            curves[Path(run_dir).name] = rows
+            row = collect_row(Path(run_dir))
+            label = f"{row['name'] or '?'}, {row['objective'] or '?'}"
+            curves[label if label not in curves else f"{label} ({Path(run_dir).name})"] = rows
     return curves
 
 
