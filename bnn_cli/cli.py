@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from bnn_cli import __version__
+from bnn_cli.config import CHOICES
 from bnn_cli.console import make_console
 from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.report.tables import FORMATS
@@ -190,7 +191,7 @@ def train(
 @click.option(
     "--shift",
     multiple=True,
-    type=click.Choice(["rotate"]),
+    type=click.Choice(CHOICES["evaluate.shift"]),
     help="Dataset shift to evaluate (repeatable; default: the config's evaluate.shift): rotate "
     "turns the test images by 0, 15, ..., 180 degrees and reports each angle.",
 )

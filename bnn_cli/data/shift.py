@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-SHIFTS = ("rotate",)
+from bnn_cli.config import CHOICES
+
+SHIFTS = CHOICES["evaluate.shift"]
 ROTATION_ANGLES = tuple(range(0, 181, 15))
 
 

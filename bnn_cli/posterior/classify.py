@@ -97,7 +97,7 @@ def summarize(
     images: list[NamedImage],
     probs: np.ndarray,
     threshold: float,
-    class_names: tuple[str, ...] = tuple(str(c) for c in range(10)),
+    class_names: tuple[str, ...],
 ) -> list[Answer]:
     mean = metrics.predictive_mean(probs)
     total, _, epistemic = metrics.entropy(probs)

@@ -159,19 +159,6 @@ class PosteriorPredictive:
             )
 
 
-def posterior_predictive(
-    config: Config,
-    arrays: dict[str, np.ndarray],
-    images: np.ndarray,
-    draws: int,
-    mode: str | None,
-    console: Console,
-    label: str = "",
-) -> np.ndarray:
-    """One predictive of `images` (compiles the network for this call)."""
-    return PosteriorPredictive(config, arrays, draws, mode, console)(images, label)
-
-
 def prior_scale_draws(
     config: Config, arrays: dict[str, np.ndarray], draws: int
 ) -> dict[str, np.ndarray] | None:
