@@ -5,6 +5,7 @@
     run.config.model.hidden          # the typed, resolved configuration
     idata = run.approx.sample(100)   # ArviZ InferenceData of the network's weights
     probs = run.predict(images)      # (draws, images, classes)
+    run.members                      # an ensemble's member runs ([] for one fit)
 
 Stable: `load_run` and the documented members of `TrainedRun`. PyMC, PyTensor and JAX are
 imported only when `.model`, `.approx` or `.predict` are first used, so `import bnn_cli` and
@@ -30,8 +31,16 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
 
     Raises `bnn_cli.errors.RunError` when the directory is missing, is not a run, or the run is
     not `complete` (unless `allow_incomplete`: then an interrupted run's saved parameters are
-    used). The parameters in approx.npz are checked against the config on first use.
+    used; for an ensemble, the complete members). The parameters in approx.npz are checked
+    against the config on first use.
     """
+    from bnn_cli import ensemble
+
+    if ensemble.is_ensemble(Path(path)):
+        chosen = ensemble.usable_members(Path(path), allow_incomplete, console=None)
+        run = runs.open_run(Path(path), allow_incomplete=True)
+        members = [load_run(member.run_dir) for member in chosen]
+        return TrainedRun(run.path, runs.run_config(run), run.status, members)
     run = runs.open_run(Path(path), allow_incomplete=allow_incomplete)
     return TrainedRun(run.path, runs.run_config(run), run.status)
 
@@ -39,10 +48,25 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
 class TrainedRun:
     """A run directory opened for use from Python; get one from `load_run`."""
 
-    def __init__(self, path: Path, config: Config, status: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        config: Config,
+        status: dict[str, Any],
+        members: list[TrainedRun] | None = None,
+    ) -> None:
         self.path = Path(path)  #: the run directory
         self.config = config  #: `bnn_cli.config.Config`, the run's resolved configuration
         self.status = status  #: status.json as a dict (`state`, `iterations_done`, ...)
+        #: an ensemble's (complete) member runs, each a `TrainedRun`; [] for one fit
+        self.members = list(members or [])
+
+    def _single(self, what: str) -> None:
+        if self.members:
+            raise RunError(
+                f"'{self.path.name}' is an ensemble of {len(self.members)} fits with no single "
+                f"{what}: use run.members[i].{what}"
+            )
 
     def __repr__(self) -> str:
         return f"TrainedRun('{self.path}', state={self.status.get('state')!r})"
@@ -62,6 +86,7 @@ class TrainedRun:
     def params(self) -> dict[str, np.ndarray]:
         """The fitted mean-field parameters, `mu/<name>` and `rho/<name>` arrays (PyMC's
         softplus-parametrised scale, in the unconstrained space), checked against the config."""
+        self._single("params")
         from bnn_cli.posterior import params
 
         return params.load(self.path, self.config)
@@ -78,6 +103,7 @@ class TrainedRun:
         """The run's `pm.Model`, rebuilt from the config: the same variables, priors and
         likelihood as in training. The minibatch containers `x_batch` / `y_batch` hold zeros
         (set them with `pm.set_data` to evaluate the likelihood on images of your own)."""
+        self._single("model")
         self._compile_mode  # noqa: B018 (floatX must be set before the model is built)
         from bnn_cli.models.build import build_model
 
@@ -91,6 +117,7 @@ class TrainedRun:
         """PyMC's mean-field approximation (`pymc.variational.approximations.MeanField`) of
         `.model` with the saved parameters restored: `run.approx.sample(100)` returns an ArviZ
         `InferenceData` of 100 posterior draws of every weight and bias tensor."""
+        self._single("approx")
         from bnn_cli.fit.advi import make_advi
         from bnn_cli.posterior import params
 
@@ -107,9 +134,21 @@ class TrainedRun:
         `images`: (28, 28) or (n, 28, 28) in MNIST's format, a white digit on black, floats in
         [0, 1] or uint8 0-255 (`bnn_cli.data.images.read_images` makes files into this). `draws`:
         posterior draws (default: the config's `evaluate.draws`); `seed`: the draws' seed
-        (default: the run's seed, as `bnn evaluate` uses).
+        (default: the run's seed, as `bnn evaluate` uses). An ensemble's predictive is the
+        equal mixture of its members': the draws split among them, each with its own seed (or
+        `seed` + its index), as in `bnn evaluate`.
         """
         pixels = as_images(images)
+        if self.members:
+            from bnn_cli.ensemble import split_draws
+
+            counts = split_draws(self.config.draws(draws), len(self.members))
+            return np.concatenate(
+                [
+                    member.predict(pixels, count, None if seed is None else seed + i)
+                    for i, (member, count) in enumerate(zip(self.members, counts, strict=True))
+                ]
+            )
         from bnn_cli.posterior.predictive import predictive
 
         return predictive(

@@ -128,21 +128,53 @@ def download_mnist(
 @_dir_option("--runs-dir", RUNS_DIR_HELP)
 @_dir_option("--data-dir", DATA_DIR_HELP)
 @click.option("--no-eval", is_flag=True, help="Skip the evaluation after training.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    help="Where an ensemble's members run: local processes, or one Ray task each. Default: local.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="An ensemble's members fitted at once. Default: one per core (local); as many as "
+    "the cluster fits (ray).",
+)
+@click.option(
+    "--address",
+    metavar="HOST:PORT",
+    help="ray: the cluster to join for an ensemble. Default: $RAY_ADDRESS, else a new local one.",
+)
 def train(
     config_path: str,
     overrides: tuple[str, ...],
     runs_dir: str | None,
     data_dir: str | None,
     no_eval: bool,
+    executor: str | None,
+    jobs: int | None,
+    address: str | None,
 ) -> None:
     """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/.
 
-    The run directory's path is the last line of standard output.
+    With inference.ensemble: N, fit N members (seeds seed .. seed + N - 1) and evaluate
+    their mixture; training the same config again resumes it. The run directory's path is the
+    last line of standard output.
     """
     from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
     config = load_config(Path(config_path), list(overrides))
+    options = (("--executor", executor), ("--jobs", jobs), ("--address", address))
+    given = [flag for flag, value in options if value]
+    if given and not config.inference.ensemble:
+        raise click.UsageError(
+            f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to ensembles "
+            "only; set inference.ensemble (e.g. --set inference.ensemble=5) or leave them out"
+        )
+    if address and executor != "ray":
+        raise click.UsageError("--address needs --executor ray")
+    how = {"executor": executor or "local", "jobs": jobs, "address": address}
     run_dir = train_and_evaluate(
         config,
         _runs_dir(runs_dir),
@@ -150,6 +182,7 @@ def train(
         evaluate=not no_eval,
         console=err_console,
         argv=sys.argv,
+        executor=how,
     )
     out_console.print(str(run_dir), soft_wrap=True, highlight=False)
 

@@ -77,6 +77,9 @@ class InferenceConfig:
     early_stopping: str = "none"
     patience: int = 3
     min_iterations: int = 0
+    # N >= 2: an ensemble of N fits of this config with seeds seed, seed + 1, ..., each a run
+    # of its own, evaluated as the equal mixture of their predictives (None: one fit).
+    ensemble: int | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,7 @@ NON_NEGATIVE = {
 FAN_IN = "fan_in"  # a prior sd sized to each tensor: gain / sqrt(fan_in)
 MAX_SEED = 2**32 - 1  # PyMC and NumPy's legacy seeding refuse anything larger
 MAX_INT = 2**63 - 1  # every integer ends up in a NumPy int64 (sizes, counts)
+MIN_MEMBERS = 2  # an "ensemble" of one fit is a plain run: say so rather than run it
 MAX_NAME = 100  # the name is part of the run directory's name (at most 255 bytes)
 # YAML 1.1 (PyYAML) reads `1e-3` and `1e6` as strings: it wants a dot and a signed exponent.
 # Numbers in that everyday form are accepted for float keys.
@@ -262,6 +266,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 _TYPES: dict[str, Any] = {
     "str": str,
     "int": int,
+    "int | None": "members",  # an ensemble's size, or None for one fit
     "float": float,
     "float | str": "sd",  # a number, or the word fan_in
     "tuple[int, ...]": tuple[int, ...],
@@ -286,6 +291,15 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
                 "(gain / sqrt(fan_in), see prior.gain)"
             )
         typ = float
+    if typ == "members":
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < MIN_MEMBERS:
+            raise ConfigError(
+                f"{key}: got {_show(value)}, expected an integer of {MIN_MEMBERS} or more "
+                "members (leave it out for a single fit)"
+            )
+        typ = int
     if get_origin(typ) is tuple:
         item_type = get_args(typ)[0]
         if item_type is str:  # a list of names; empty is fine (e.g. no OOD sets)
@@ -368,6 +382,11 @@ def _check_cross_fields(config: Config) -> None:
                 f"inference.{key}: got {getattr(inference, key)}, expected at most "
                 f"inference.iterations ({inference.iterations})"
             )
+    if inference.ensemble and config.seed + inference.ensemble - 1 > MAX_SEED:
+        raise ConfigError(
+            f"inference.ensemble: the members' seeds run from seed ({config.seed}) to "
+            f"{config.seed + inference.ensemble - 1}, past {MAX_SEED}; choose a smaller seed"
+        )
     if config.model.architecture == "conv":
         side = 28
         for i, _ in enumerate(config.model.filters):

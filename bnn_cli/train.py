@@ -33,13 +33,21 @@ def train_and_evaluate(
     evaluate: bool,
     console: Console,
     argv: list[str] | None = None,
+    executor: dict | None = None,
 ) -> Path:
+    """Train (one fit, or an ensemble's members on `executor`: `ensemble.train_ensemble`'s
+    executor, jobs and address) and, unless told not to, evaluate on the test split."""
     if evaluate:  # a missing OOD set is reported now, not after the fit
         from bnn_cli.data.datasets import load_ood_images
 
         for name in config.evaluate.ood:
             load_ood_images(name, data_dir, "test", 0)
-    run_dir = train(config, runs_dir, data_dir, console, argv)
+    if config.inference.ensemble:
+        from bnn_cli.ensemble import train_ensemble
+
+        run_dir = train_ensemble(config, runs_dir, data_dir, console, argv, **(executor or {}))
+    else:
+        run_dir = train(config, runs_dir, data_dir, console, argv)
     if evaluate:
         from bnn_cli.posterior.evaluate import evaluate_run
 

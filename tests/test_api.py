@@ -92,14 +92,18 @@ def test_approx_holds_the_saved_parameters_and_samples_inference_data(run, tiny_
 def test_predict_matches_evaluate(run, test_digits):
     from rich.console import Console
 
-    from bnn_cli.posterior.evaluate import PosteriorPredictive
+    from bnn_cli.posterior.evaluate import PosteriorPredictive, Source
 
     images, labels = test_digits
     probs = run.predict(images, draws=5)
     assert probs.shape == (5, 200, 10)
     np.testing.assert_allclose(probs.sum(axis=2), 1.0, rtol=1e-5)
     quiet = Console(file=io.StringIO())
-    expected = PosteriorPredictive(run.config, run.params, 5, run._compile_mode, quiet)(images)
+    source = Source("", run.config, run.params, 5)
+    chunk = run.config.evaluate.chunk_size
+    expected = PosteriorPredictive(run.config.model, [source], run._compile_mode, quiet, chunk)(
+        images
+    )
     np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-7)
     assert (probs.mean(axis=0).argmax(axis=1) == labels).mean() > 0.7
     as_uint8 = run.predict(np.round(images[:3] * 255).astype(np.uint8), draws=2)

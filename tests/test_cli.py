@@ -4,6 +4,7 @@ same one-line `error:` form (exit 2) as every other configuration error."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from bnn_cli.cli import cli
 
 COMMANDS = sorted(cli.commands)
+SMOKE = str(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml")
 # The environment variables that set an option when it is not given.
 ENV_VARS = {
     "--runs-dir": "$BNN_RUNS_DIR",
@@ -83,6 +85,16 @@ def test_help_ends_with_examples(command):
         (
             ["sweep", "s.yaml", "--jobs", "2", "--address", "h:1"],
             "error: --address needs --executor ray (see 'bnn sweep --help')",
+        ),
+        (
+            ["train", SMOKE, "--jobs", "2"],
+            "error: --jobs applies to ensembles only; set inference.ensemble (e.g. --set "
+            "inference.ensemble=5) or leave them out (see 'bnn train --help')",
+        ),
+        (
+            ["train", SMOKE, "--set", "inference.ensemble=1"],
+            "error: inference.ensemble: got 1, expected an integer of 2 or more members (leave "
+            "it out for a single fit)",
         ),
         (
             ["evalute"],

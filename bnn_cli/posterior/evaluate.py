@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
-from bnn_cli import runs
+from bnn_cli import ensemble, runs
 from bnn_cli.config import Config
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import ConfigError
@@ -35,10 +36,14 @@ def evaluate_run(
     out-of-distribution sets to check (None: the config's `evaluate.ood`), `shift` the dataset
     shifts (None: the config's `evaluate.shift`; `rotate`: the test images rotated). With
     `save_predictive`, also writes predictive.nc (see `bnn_cli.posterior.arviz_files`)."""
-    run = runs.open_run(Path(run_dir), allow_incomplete=allow_incomplete)
+    run_dir = Path(run_dir)
+    chosen = None
+    if ensemble.is_ensemble(run_dir):  # a missing member is named before anything is loaded
+        chosen = ensemble.usable_members(run_dir, allow_incomplete, console)
+    run = runs.open_run(run_dir, allow_incomplete=allow_incomplete or chosen is not None)
     config = runs.run_config(run)
     data_dir = runs.run_data_dir(run.path, data_dir)
-    arrays = params.load(run.path, config)
+    sources = fitted_sources(run, config, chosen, config.draws(draws))
     ood_names = ood_sets_for(config, ood)
     shift_names = shifts_for(config, shift)
     from bnn_cli.fit import backend
@@ -54,8 +59,8 @@ def evaluate_run(
     )
     # Every OOD set is read before any work: a missing one fails at once, with nothing written.
     ood_images = {name: load_ood_images(name, data_dir, split, len(images)) for name in ood_names}
-    n_draws = config.draws(draws)
-    predict = PosteriorPredictive(config, arrays, n_draws, mode, console)
+    predict = PosteriorPredictive(config.model, sources, mode, console, config.evaluate.chunk_size)
+    n_draws = predict.draws
     probs = predict(images)
     # `bnn predict`'s threshold, so that a copied run needs no dataset; saved once the report
     # is in place, so that an evaluation that fails leaves the run as it was.
@@ -66,7 +71,12 @@ def evaluate_run(
 
     ood_sets = {name: OodSet(x, predict(x, name)) for name, x in ood_images.items()}
     shift_rows = {name: shift_curve(name, predict, images, labels) for name in shift_names}
-    scale_draws = prior_scale_draws(config, arrays, n_draws)
+    scale_draws = concat_draws(
+        [prior_scale_draws(source.config, source.arrays, source.draws) for source in sources]
+    )
+    member_rows = (
+        member_metrics(sources, predict.slices(), probs, labels, ood_sets) if chosen else None
+    )
     if save_predictive:
         from bnn_cli.posterior.arviz_files import write_predictive
 
@@ -82,9 +92,10 @@ def evaluate_run(
         config=config.to_dict(),
         status=run.status,
         scale_draws=scale_draws,
-        arrays=arrays,
+        arrays=None if chosen else sources[0].arrays,  # an ensemble: no one posterior to plot
         ood=ood_sets,
         shift=shift_rows,
+        members=member_rows,
         console=console,
     )
     if val_probs is not None:
@@ -130,33 +141,97 @@ def shift_curve(name: str, predict, images: np.ndarray, labels: np.ndarray) -> l
     ]
 
 
-class PosteriorPredictive:
-    """The run's predictive, compiled once: `self(images, label)` -> (draws, n, classes), with
-    a progress bar. The same seed gives the same weight draws on every call."""
+@dataclass(frozen=True)
+class Source:
+    """One fitted approximation to draw from: a run's, or one ensemble member's."""
 
-    def __init__(self, config: Config, arrays: dict, draws: int, mode, console: Console):
+    label: str  # "" for a plain run, m0, m1, ... for members
+    config: Config  # its own seed drives its draws
+    arrays: dict
+    draws: int
+
+
+def fitted_sources(run, config: Config, chosen, draws: int) -> list[Source]:
+    """What the predictive draws from: the run's approximation, or each chosen member's, with
+    the draws split among them (an equal mixture)."""
+    if chosen is None:
+        return [Source("", config, params.load(run.path, config), draws)]
+    counts = ensemble.split_draws(draws, len(chosen))
+    sources = []
+    for member, count in zip(chosen, counts, strict=True):
+        member_run = runs.open_run(member.run_dir)
+        member_config = runs.run_config(member_run)
+        arrays = params.load(member.run_dir, member_config)
+        sources.append(Source(member.label, member_config, arrays, count))
+    return sources
+
+
+class PosteriorPredictive:
+    """The predictive of one run, or the equal mixture of an ensemble's members, compiled once:
+    `self(images, label)` -> (draws, n, classes), each source's draws in turn, with a progress
+    bar. The same seeds give the same weight draws on every call."""
+
+    def __init__(self, model, sources: list[Source], mode, console: Console, chunk_size: int):
         from bnn_cli.posterior.predictive import compile_predict
 
-        self.config, self.arrays, self.draws, self.console = config, arrays, draws, console
-        self.fn = compile_predict(config.model, mode)
+        self.model, self.sources, self.console = model, sources, console
+        self.chunk_size = chunk_size
+        self.draws = sum(source.draws for source in sources)
+        self.fn = compile_predict(model, mode)
+
+    def slices(self) -> list[slice]:
+        """Each source's draws in the arrays this returns."""
+        ends = np.cumsum([0] + [source.draws for source in self.sources])
+        return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     def __call__(self, images: np.ndarray, label: str = "") -> np.ndarray:
         from bnn_cli.posterior.predictive import predictive
 
         title = f"posterior predictive{' ' + label if label else ''}"
         columns = (MofNCompleteColumn(), TimeRemainingColumn())
+        parts = []
         with progress_bar(self.console, title, *columns) as progress:
             task = progress.add_task("draws", total=self.draws)
-            return predictive(
-                self.fn,
-                self.arrays,
-                self.config.model,
-                images,
-                self.draws,
-                self.config.seed,
-                chunk_size=self.config.evaluate.chunk_size,
-                progress=lambda done: progress.update(task, completed=done),
-            )
+            done = 0
+            for source in self.sources:
+                parts.append(
+                    predictive(
+                        self.fn,
+                        source.arrays,
+                        self.model,
+                        images,
+                        source.draws,
+                        source.config.seed,
+                        chunk_size=self.chunk_size,
+                        progress=lambda d, before=done: progress.update(task, completed=before + d),
+                    )
+                )
+                done += source.draws
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
+    """Each member's own figures, from its share of the mixture's draws."""
+    from bnn_cli.report import metrics as m
+    from bnn_cli.report.fit_report import OodSet, ood_results
+
+    rows = []
+    for source, part in zip(sources, slices, strict=True):
+        own = probs[part]
+        summary = m.summarize(own, labels)
+        row = {"member": source.label, "seed": source.config.seed, "draws": source.draws}
+        row.update(m.compute_metrics(own, labels, summary=summary))
+        ood = {name: OodSet(oset.images, oset.probs[part]) for name, oset in ood_sets.items()}
+        row["ood"] = ood_results(summary, ood)
+        rows.append(row)
+    return rows
+
+
+def concat_draws(parts: list[dict | None]) -> dict | None:
+    """The members' prior-scale draws as one set (None when the runs have no scales)."""
+    if not parts or parts[0] is None:
+        return None
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 def prior_scale_draws(

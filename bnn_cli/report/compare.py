@@ -239,15 +239,17 @@ def describe_objective(inference: dict[str, Any]) -> str:
     """ "ELBO", or how it was tempered: a KL weight below 1 fits a colder (narrower) posterior
     than the Bayesian one, which every report and comparison must say. A MAP fit's objective is
     the log joint density at a point: "MAP (no posterior)", its prior weighted like a tempered
-    twin's KL term where asked."""
+    twin's KL term where asked. An ensemble's members each fit that objective."""
+    size = inference.get("ensemble")
+    members = f", ensemble of {size}" if size else ""
     weight, warmup = inference.get("kl_weight", 1.0), inference.get("kl_warmup", 0)
     ramp = f", warm-up {warmup} it" if warmup else ""
     if inference.get("method") == "map":
         tempered = f", prior x{weight:g}{ramp}" if weight != 1.0 or warmup else ""
-        return f"MAP (no posterior{tempered})"
+        return f"MAP (no posterior{tempered}){members}"
     if weight == 1.0 and not warmup:
-        return "ELBO"
-    return f"tempered: KL x{weight:g}{ramp}"
+        return f"ELBO{members}"
+    return f"tempered: KL x{weight:g}{ramp}{members}"
 
 
 def describe_kept(inference: dict[str, Any], status: dict[str, Any]) -> str:

@@ -110,12 +110,14 @@ def write_report(
     arrays: dict[str, np.ndarray] | None = None,
     ood: dict[str, fit_report.OodSet] | None = None,
     shift: dict[str, list[dict[str, Any]]] | None = None,
+    members: list[dict[str, Any]] | None = None,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics of `probs` (draws, n, classes) against `labels` and write the report
     files into `run_dir`. `arrays` (the run's approx.npz) adds the posterior plots; `ood`
     (out-of-distribution sets by name) the OOD section; `shift` (per shift, e.g. `rotate`, its
-    rows from `metrics.shift_row`) the dataset-shift section. Returns the metrics dict that
+    rows from `metrics.shift_row`) the dataset-shift section; `members` (an ensemble's, from
+    `evaluate.member_metrics`) the members beside their mixture. Returns the metrics dict that
     metrics.json holds."""
     run_dir = Path(run_dir)
     ood = ood or {}
@@ -128,6 +130,8 @@ def write_report(
         result["ood"] = fit_report.ood_results(pred, ood)
     if shift:
         result["shift"] = shift
+    if members:
+        result["ensemble"] = {"members": [_member_entry(row) for row in members]}
     rows = m.per_class(probs, labels, names, summary=pred)
     plots = render_plots(run_dir, pred, rows, names, images, scale_draws, arrays, ood, shift)
     sections = build_sections(run_dir, result, rows, config, status, list(plots))
@@ -240,10 +244,16 @@ def build_sections(
         )
         for name, rows_of_shift in (result.get("shift") or {}).items()
     ]
+    ensemble = (
+        [Section("Ensemble members", [ENSEMBLE_EXPLAINED], members_table(result))]
+        if result.get("ensemble")
+        else []
+    )
     return [
         *first,
         Section("Run", [overview], (["setting", "value"], config_summary(config, status))),
         Section("Headline metrics", [], (["metric", "value", "meaning"], headline)),
+        *ensemble,
         *ood,
         *shift,
         Section(
@@ -254,6 +264,45 @@ def build_sections(
         Section("Per class", [], per_class_table(rows)),
         Section("Plots", [], None, [p for p in plot_names if p not in ood_plots + shift_plots]),
     ]
+
+
+ENSEMBLE_EXPLAINED = (
+    "The predictive above is the equal mixture of the members' predictives: each member (the "
+    "same config, its own seed) contributes its share of the draws. Below, each member alone "
+    "on those same draws, then the mixture."
+)
+MEMBER_KEYS = ("accuracy", "nll", "ece", "mean_epistemic")
+
+
+def _member_entry(row: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json's view of one member: who it is and its headline figures."""
+    entry = {k: row[k] for k in ("member", "seed", "draws", *MEMBER_KEYS)}
+    entry["ood"] = {
+        name: {k: v for k, v in ood.items() if k.startswith("auroc")}
+        for name, ood in row.get("ood", {}).items()
+    }
+    return entry
+
+
+def members_table(result: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    entries = result["ensemble"]["members"]
+    ood_names = list(result.get("ood") or {})
+    header = ["member", "seed", "draws", "accuracy", "NLL", "ECE", "mean MI"]
+    header += [f"AUROC {name} (entropy)" for name in ood_names]
+
+    def cells(entry: dict[str, Any], ood: dict[str, Any]) -> list[str]:
+        return [
+            format_percent(entry.get("accuracy")),
+            *(format_number(entry.get(k)) for k in MEMBER_KEYS[1:]),
+            *(format_number((ood.get(n) or {}).get("auroc_entropy")) for n in ood_names),
+        ]
+
+    body = [
+        [e["member"], str(e["seed"]), str(e["draws"]), *cells(e, e.get("ood") or {})]
+        for e in entries
+    ]
+    body.append(["mixture", "—", str(result["draws"]), *cells(result, result.get("ood") or {})])
+    return header, body
 
 
 SHIFT_EXPLAINED = (
@@ -292,6 +341,7 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
         ["prior", describe_prior(prior)],
         [
             "inference",
+            f"{_ensemble_prefix(inference)}"
             f"{'MAP' if inference.get('method') == 'map' else 'ADVI'}, "
             f"{status.get('iterations_done', '?')} of "
             f"{inference.get('iterations', '?')} iterations, batch "
@@ -306,6 +356,11 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
         ["wall time", format_duration(status.get("wall_s"))],
         ["created", str(status.get("created", "?"))],
     ]
+
+
+def _ensemble_prefix(inference: dict[str, Any]) -> str:
+    size = inference.get("ensemble")
+    return f"ensemble of {size} fits (seeds seed .. seed + {size - 1}), each " if size else ""
 
 
 def describe_model(model: dict[str, Any]) -> str:

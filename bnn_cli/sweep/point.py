@@ -31,6 +31,7 @@ class Task:
     data_dir: str | None
     log_file: str
     threads: int
+    evaluate: bool = True
 
 
 LIVE: set[subprocess.Popen] = set()  # children running in this process, for Ctrl-C
@@ -48,6 +49,8 @@ def run_point(task: Task) -> dict[str, Any]:
     command += ["--runs-dir", task.runs_dir]
     if task.data_dir:
         command += ["--data-dir", task.data_dir]
+    if not task.evaluate:
+        command.append("--no-eval")
     env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(task.threads))}
     before = set(runs_named(Path(task.runs_dir), task.config_name))
     start = time.perf_counter()

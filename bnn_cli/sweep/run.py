@@ -51,7 +51,7 @@ def run_sweep(
         lock.acquire(timeout=0)
     except Timeout:
         raise RunError(
-            f"sweep '{sweep.name}' is already running on the runs directory '{runs_dir}'"
+            f"{sweep.kind} '{sweep.name}' is already running on the runs directory '{runs_dir}'"
         ) from None
     try:
         result = prepare(sweep, runs_dir, console)
@@ -62,7 +62,7 @@ def run_sweep(
             from bnn_cli.data.datasets import resolve_data_dir
 
             data = str(resolve_data_dir(None).resolve())  # the workers' environment may differ
-        tasks = [_task(p, folder, runs_dir, data, threads) for p in todo]
+        tasks = [_task(p, folder, runs_dir, data, threads, sweep.evaluate) for p in todo]
         ray_log = None if debug else folder / "ray.log"
         ray_args = (address, cpus_per_point, gpus_per_point, ray_log)
         _execute(result, tasks, console, executor, jobs, ray_args)
@@ -71,7 +71,9 @@ def run_sweep(
     return result
 
 
-def _task(point: Point, folder: Path, runs_dir: Path, data: str | None, threads: int) -> Task:
+def _task(
+    point: Point, folder: Path, runs_dir: Path, data: str | None, threads: int, evaluate: bool
+) -> Task:
     config_file = folder / f"{point.label}.yaml"
     atomic_write_text(config_file, config_yaml(point.config))
     log_file = folder / f"{point.label}.log"
@@ -83,6 +85,7 @@ def _task(point: Point, folder: Path, runs_dir: Path, data: str | None, threads:
         data,
         str(log_file),
         threads,
+        evaluate,
     )
 
 
@@ -103,7 +106,7 @@ def _execute(
         )
     with _progress(console) as progress:
         bar = progress.add_task(
-            f"sweep {result.sweep.name}", total=total, completed=len(result.skipped)
+            f"{result.sweep.kind} {result.sweep.name}", total=total, completed=len(result.skipped)
         )
 
         def record(task: Task, outcome: dict[str, Any]) -> None:
@@ -135,8 +138,9 @@ def _execute(
             raise
     write_manifest(result, "complete" if not result.failed() else "failed")
     failed = len(result.failed())
+    unit = "members" if result.sweep.kind == "ensemble" else "points"
     console.print(
-        f"sweep '{result.sweep.name}': {total} points, {total - failed} complete "
+        f"{result.sweep.kind} '{result.sweep.name}': {total} {unit}, {total - failed} complete "
         f"({len(result.skipped)} already were), {failed} failed; manifest "
         f"{result.manifest_path}",
         highlight=False,

@@ -43,6 +43,8 @@ class Sweep:
     base: Path
     swept_keys: tuple[str, ...]
     points: tuple[Point, ...]
+    kind: str = "sweep"  # or "ensemble" (its members are the points): the messages say which
+    evaluate: bool = True  # each point's `bnn train` evaluates its run (an ensemble's: no)
 
 
 def load_sweep(path: Path) -> Sweep:
