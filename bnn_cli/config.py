@@ -46,6 +46,9 @@ class PriorConfig:
     gain: float = 1.0  # with fan_in: sd = gain / sqrt(fan_in) (1: LeCun's size, 1.41: He's)
     hyper_sd: float | str = 1.0  # hierarchical: HalfNormal(hyper_sd) on each scale (or fan_in)
     scale_per: str = "tensor"  # hierarchical: one scale per tensor, input unit or output unit
+    # hierarchical: the scales' prior, HalfNormal(hyper_sd), or HalfCauchy(hyper_sd): a heavy
+    # tail (horseshoe-like) that lets a few scales stay large while most shrink.
+    hyperprior: str = "halfnormal"
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
     "prior.scale_per": ("tensor", "input", "output"),
+    "prior.hyperprior": ("halfnormal", "halfcauchy"),
     "inference.method": ("advi", "map"),
     "inference.early_stopping": ("none", "val_nll", "val_accuracy"),
     "inference.optimizer": ("adam", "adamax", "sgd"),

@@ -63,6 +63,7 @@ def test_factors_name_the_saved_variables():
         {"kind": "fixed", "sd": "fan_in", "gain": 2.0},
         {"kind": "hierarchical", "scale_per": "input", "hyper_sd": "fan_in"},
         {"kind": "hierarchical", "scale_per": "output"},
+        {"kind": "hierarchical", "scale_per": "output", "hyperprior": "halfcauchy"},
     ],
 )
 def test_each_prior_builds_a_model_whose_variables_match_its_factors(prior):
@@ -85,6 +86,14 @@ def test_each_prior_builds_a_model_whose_variables_match_its_factors(prior):
         zero = {**point, "dense1_w": np.zeros((784, 8), "float32")}
         sd = 2 / 28
         assert logp(zero)[0].sum() == pytest.approx(784 * 8 * -np.log(sd * np.sqrt(2 * np.pi)))
+    if prior.get("kind") == "hierarchical":  # the scales' own prior, HalfNormal or HalfCauchy
+        from scipy import stats
+
+        logp = model.compile_logp(vars=[model["dense1_w_scale"]], jacobian=False)
+        scales = np.exp(point["dense1_w_scale_log__"])
+        law = stats.halfcauchy if prior.get("hyperprior") == "halfcauchy" else stats.halfnorm
+        hyper = 1 / 28 if prior.get("hyper_sd") == "fan_in" else 1.0  # 784 inputs
+        assert logp(point) == pytest.approx(law(scale=hyper).logpdf(scales).sum(), rel=1e-5)
 
 
 @pytest.mark.slow

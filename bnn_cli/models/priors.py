@@ -5,10 +5,11 @@
   weights (gain sqrt(2)), so a 25-input conv kernel and an 800-input dense layer get priors of
   their own size.
 - `hierarchical`: `w = scale * w_raw`, `w_raw ~ Normal(0, 1)`, `scale ~ HalfNormal(hyper_sd)`
-  (`hyper_sd` may be `fan_in` too), with one scale per tensor (`scale_per: tensor`), or one per
-  input unit (`input`: automatic relevance determination, e.g. one per pixel of the first dense
-  layer) or per output unit (`output`: a hidden unit or conv filter the data does not need can be
-  switched off as a whole). Biases always get one scale per tensor.
+  or `HalfCauchy(hyper_sd)` (`hyperprior`; `hyper_sd` may be `fan_in` too), with one scale per
+  tensor (`scale_per: tensor`), or one per input unit (`input`: automatic relevance
+  determination, e.g. one per pixel of the first dense layer) or per output unit (`output`: a
+  hidden unit or conv filter the data does not need can be switched off as a whole). Biases
+  always get one scale per tensor.
 
 Every other module asks `factors` which variables a tensor is made of: approx.npz keys, weight
 draws and the scale plots all follow from it.
@@ -79,6 +80,12 @@ def resolve_sd(value: float | str, gain: float, fan_in: int) -> float:
     return gain / math.sqrt(fan_in) if value == FAN_IN else float(value)
 
 
+HYPERPRIORS = {
+    "halfnormal": pm.HalfNormal,  # (name, sigma)
+    "halfcauchy": pm.HalfCauchy,  # (name, beta)
+}
+
+
 def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     """Add one weight or bias tensor (and its scale, if hierarchical) to the model in context.
 
@@ -93,9 +100,11 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     # Start the scale where the initial weights are (He std); biases start at a small scale.
     start = np.sqrt(2.0 / spec.fan_in) if spec.is_weight else 0.1
     shape = scale_shape(spec, prior.scale_per)
-    scale = pm.HalfNormal(
+    # Both are positive, so PyMC gives both a log transform: the same `_scale_log__` factor.
+    hyper = HYPERPRIORS[prior.hyperprior]
+    scale = hyper(
         spec.name + SCALE_SUFFIX,
-        sigma=resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in),
+        resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in),
         shape=shape,
         initval=np.full(shape, start, dtype=initval.dtype),
     )

@@ -382,7 +382,8 @@ def describe_prior(prior: dict[str, Any]) -> str:
     if prior.get("kind") == "hierarchical":
         per = prior.get("scale_per", "tensor")
         per = "tensor" if per == "tensor" else f"{per} unit (biases: per tensor)"
-        return f"hierarchical: N(0, s) per {per}, s ~ HalfNormal({sd(prior.get('hyper_sd', '?'))})"
+        hyper = "HalfCauchy" if prior.get("hyperprior") == "halfcauchy" else "HalfNormal"
+        return f"hierarchical: N(0, s) per {per}, s ~ {hyper}({sd(prior.get('hyper_sd', '?'))})"
     return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))})"
 
 
