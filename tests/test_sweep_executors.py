@@ -92,8 +92,16 @@ def test_ray_sweep_on_a_local_cluster(tmp_path, mnist_only):  # noqa: F811
     try:
         console = quiet()
         result = sweeps.run_sweep(sweep, runs, str(mnist_only), console, executor="ray")
+        # An ensemble's members are the same kind of task on the same cluster.
+        from bnn_cli import ensemble
+        from tests.test_ensemble import tiny_config
+
+        members = ensemble.train_ensemble(
+            tiny_config(2), tmp_path / "ensemble", str(mnist_only), console, executor="ray"
+        )
     finally:
         ray.shutdown()
+    assert [m.state for m in ensemble.members(members)] == ["complete", "complete"]
     assert not result.failed(), result.entries
     for entry in result.entries.values():
         assert read_status(Path(entry["run_dir"]))["state"] == "complete"
