@@ -493,7 +493,12 @@ def _interrupt(signum: int, frame: object) -> None:
 def _interrupt_on_termination() -> None:
     """SIGTERM (a scheduler, `kill`, `timeout`) and SIGHUP (the terminal closed) stop a command
     the way Ctrl-C does: the run is marked `interrupted` with its parameters so far, not left
-    saying `running`. A signal the caller set to be ignored (nohup) stays ignored."""
+    saying `running`. A signal the caller set to be ignored (nohup) stays ignored, except SIGINT
+    in a sweep's child (`SIGINT_FROM_PARENT`): its sweep forwards Ctrl-C to it."""
+    from bnn_cli.errors import SIGINT_FROM_PARENT
+
+    if os.environ.get(SIGINT_FROM_PARENT) and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in ("SIGTERM", "SIGHUP"):
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:

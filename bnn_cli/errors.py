@@ -12,6 +12,12 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
+# Set by a sweep (or an ensemble) for the `bnn train` it starts in a session of its own, where
+# no terminal's Ctrl-C can reach it: the sweep forwards its own SIGINT, so the child must heed
+# SIGINT even if it inherited it ignored (a sweep started in the background by a shell).
+SIGINT_FROM_PARENT = "BNN_SIGINT_FROM_PARENT"
+
+
 class BnnError(Exception):
     """Base class: `str(err)` is the one line shown to the user after `error: `."""
 

@@ -123,17 +123,18 @@ def patched(code: str, *args: object, timeout: float = 300) -> Result:
     return Result(done.returncode, done.stdout, done.stderr)
 
 
-def start(*args: object) -> subprocess.Popen:
+def start(*args: object, sigint=signal.SIG_DFL, **extra_env: str) -> subprocess.Popen:
     """The CLI as a terminal starts it: with Ctrl-C's default handling even where this suite
-    runs in the background, whose shell has SIGINT ignored (children inherit that)."""
+    runs in the background, whose shell has SIGINT ignored (children inherit that); or with
+    `sigint=signal.SIG_IGN`, as a background shell starts it."""
     return subprocess.Popen(
         command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
-        env=env(),
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env=env(**extra_env),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
 
 
@@ -1054,17 +1055,31 @@ def test_two_trainings_at_once_get_distinct_complete_runs(trained):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("sig", "line", "cause"),
+    ("sig", "line", "cause", "inherited"),
     [
-        (signal.SIGINT, "error: interrupted", "Ctrl-C"),
-        (signal.SIGTERM, "error: interrupted by SIGTERM", "SIGTERM"),
+        (signal.SIGINT, "error: interrupted", "Ctrl-C", signal.SIG_DFL),
+        (signal.SIGTERM, "error: interrupted by SIGTERM", "SIGTERM", signal.SIG_DFL),
+        # A sweep's child, with SIGINT ignored by the background shell that started the sweep:
+        # the sweep forwards its Ctrl-C, so the child heeds it.
+        (signal.SIGINT, "error: interrupted", "Ctrl-C", signal.SIG_IGN),
     ],
-    ids=["sigint", "sigterm"],
+    ids=["sigint", "sigterm", "sigint-forwarded-by-a-sweep"],
 )
-def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, cause):
+def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, cause, inherited):
+    from bnn_cli.errors import SIGINT_FROM_PARENT
+
     before = set(runs.list_runs(trained.runs_dir))
+    extra = {SIGINT_FROM_PARENT: "1"} if inherited is signal.SIG_IGN else {}
     process = start(
-        "train", SMOKE, *sets(*LONG), "--runs-dir", trained.runs_dir, "--data-dir", REAL_DATA_DIR
+        "train",
+        SMOKE,
+        *sets(*LONG),
+        "--runs-dir",
+        trained.runs_dir,
+        "--data-dir",
+        REAL_DATA_DIR,
+        sigint=inherited,
+        **extra,
     )
     run_dir = wait_for_progress(trained, before, process)
     process.send_signal(sig)
@@ -1084,7 +1099,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
         f"error: run '{run_dir.name}' is interrupted, not complete (use --allow-incomplete to "
         "evaluate the parameters it saved)",
     )
-    if sig == signal.SIGINT:  # once is enough: evaluating what an interrupted run saved
+    if sig == signal.SIGINT and inherited is signal.SIG_DFL:  # once is enough: evaluating what an interrupted run saved
         result = bnn(
             "evaluate", run_dir, "--allow-incomplete", "--draws", "2", "--data-dir", REAL_DATA_DIR
         )

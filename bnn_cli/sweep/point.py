@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bnn_cli.errors import ExitCode, RunError
+from bnn_cli.errors import SIGINT_FROM_PARENT, ExitCode, RunError
 from bnn_cli.runs import read_status, utc_now, write_status
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -51,7 +51,7 @@ def run_point(task: Task) -> dict[str, Any]:
         command += ["--data-dir", task.data_dir]
     if not task.evaluate:
         command.append("--no-eval")
-    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(task.threads))}
+    env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(task.threads)), SIGINT_FROM_PARENT: "1"}
     before = set(runs_named(Path(task.runs_dir), task.config_name))
     start = time.perf_counter()
     with open(task.log_file, "ab") as log:
