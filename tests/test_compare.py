@@ -262,3 +262,18 @@ def test_compare_with_nothing_to_compare_says_why(tmp_path):
         4,
         "error: no run has a config name matching 'resnet*'\n",
     )
+
+
+@pytest.mark.parametrize(
+    ("inference", "objective"),
+    [
+        ({}, "ELBO"),
+        ({"ensemble": 5}, "ELBO, ensemble of 5"),
+        ({"kl_weight": 0.1, "ensemble": 3}, "tempered: KL x0.1, ensemble of 3"),
+        ({"method": "map", "ensemble": 5}, "MAP (no posterior), ensemble of 5"),
+    ],
+)
+def test_the_objective_says_an_ensemble(inference, objective):
+    from bnn_cli.report.compare import describe_objective
+
+    assert describe_objective(inference) == objective
