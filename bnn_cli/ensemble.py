@@ -88,7 +88,7 @@ def train_ensemble(
     run_dir = _resumable(Path(runs_dir), config)
     done_before = sum(m.state == "complete" for m in members(run_dir)) if run_dir else 0
     if run_dir is None:
-        run_dir = _create(Path(runs_dir), config, argv)
+        run_dir = _create(Path(runs_dir), config, argv, data_dir)
         console.print(f"ensemble directory: {run_dir}", highlight=False)
     else:
         console.print(
@@ -137,8 +137,9 @@ def train_ensemble(
     return run_dir
 
 
-def _create(runs_dir: Path, config: Config, argv: list[str] | None) -> Path:
+def _create(runs_dir: Path, config: Config, argv: list[str] | None, data_dir: str | None) -> Path:
     from bnn_cli import __version__
+    from bnn_cli.data.datasets import resolve_data_dir
     from bnn_cli.versions import installed_versions
 
     run_dir = runs.create_run_dir(runs_dir, config.name)
@@ -150,6 +151,7 @@ def _create(runs_dir: Path, config: Config, argv: list[str] | None) -> Path:
         "command_line": list(argv or []),
         "seeds": {"members": [config.seed + i for i in range(config.inference.ensemble)]},
         "started": runs.utc_now(),
+        "data_dir": str(resolve_data_dir(data_dir).resolve()),  # a fallback for evaluate
     }
     atomic.atomic_write_json(run_dir / "meta.json", meta)
     _write_members(run_dir, config, {})

@@ -163,5 +163,5 @@ def test_the_mixture_of_real_members_and_its_report(tmp_path, real_data_dir):
     with pytest.raises(RunError, match="member m1") as info:
         evaluate.evaluate_run(run_dir, None, "test", str(data), False, quiet())
     assert info.value.exit_code == 4
-    result = evaluate.evaluate_run(run_dir, None, "test", str(data), True, quiet())
+    result = evaluate.evaluate_run(run_dir, None, "test", None, True, quiet())  # its data dir
     assert result["draws"] == 6 and [m["member"] for m in result["ensemble"]["members"]] == ["m0"]

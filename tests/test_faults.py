@@ -1099,7 +1099,9 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
         f"error: run '{run_dir.name}' is interrupted, not complete (use --allow-incomplete to "
         "evaluate the parameters it saved)",
     )
-    if sig == signal.SIGINT and inherited is signal.SIG_DFL:  # once is enough: evaluating what an interrupted run saved
+    if (
+        sig == signal.SIGINT and inherited is signal.SIG_DFL
+    ):  # once is enough: evaluating what an interrupted run saved
         result = bnn(
             "evaluate", run_dir, "--allow-incomplete", "--draws", "2", "--data-dir", REAL_DATA_DIR
         )
