@@ -196,6 +196,9 @@ def _record(
         fields["converged"] = None if None in verdicts else all(verdicts)
     else:
         missing = ", ".join(m.label for m in found if m.state != "complete")
+        if state == "interrupted":
+            error = f"interrupted with {done} of {len(found)} members complete; train it again "
+            error += "to resume (complete members are kept)"
         fields["message"] = error or f"members {missing} did not complete"
     try:
         runs.write_status(run_dir, state, **fields)

@@ -165,3 +165,34 @@ def test_the_mixture_of_real_members_and_its_report(tmp_path, real_data_dir):
     assert info.value.exit_code == 4
     result = evaluate.evaluate_run(run_dir, None, "test", None, True, quiet())  # its data dir
     assert result["draws"] == 6 and [m["member"] for m in result["ensemble"]["members"]] == ["m0"]
+
+
+def test_an_interrupted_ensemble_says_so_and_keeps_its_complete_members(
+    tmp_path,
+    real_data_dir,
+    fake_train,  # noqa: F811
+    monkeypatch,
+):
+    from bnn_cli import sweep
+
+    real = sweep.run_sweep
+
+    def then_ctrl_c(*args, **kwargs):
+        real(*args, **kwargs)  # the members finish; Ctrl-C comes as the sweep ends
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run_sweep", then_ctrl_c)
+    config, runs = tiny_config(2), tmp_path / "runs"
+    with pytest.raises(KeyboardInterrupt):
+        ensemble.train_ensemble(config, runs, str(real_data_dir), quiet())
+    (run_dir,) = [p for p in runs.iterdir() if ensemble.is_ensemble(p)]
+    status = read_status(run_dir)
+    assert status["state"] == "interrupted" and status["members_complete"] == 2
+    assert status["message"] == (
+        "interrupted with 2 of 2 members complete; train it again to resume (complete members "
+        "are kept)"
+    )
+    assert [m.state for m in ensemble.members(run_dir)] == ["complete", "complete"]
+    monkeypatch.setattr(sweep, "run_sweep", real)
+    assert ensemble.train_ensemble(config, runs, str(real_data_dir), quiet()) == run_dir
+    assert read_status(run_dir)["state"] == "complete"
