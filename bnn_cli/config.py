@@ -47,7 +47,9 @@ class PriorConfig:
     hyper_sd: float | str = 1.0  # hierarchical: HalfNormal(hyper_sd) on each scale (or fan_in)
     scale_per: str = "tensor"  # hierarchical: one scale per tensor, input unit or output unit
     # hierarchical: the scales' prior, HalfNormal(hyper_sd), or HalfCauchy(hyper_sd): a heavy
-    # tail (horseshoe-like) that lets a few scales stay large while most shrink.
+    # tail (horseshoe-like) that lets a few scales stay large while most shrink; or empirical:
+    # no hyperprior, the scales fitted as point estimates (empirical Bayes, type-II maximum
+    # likelihood: the ELBO maximized over them while the weights keep their posterior).
     hyperprior: str = "halfnormal"
 
 
@@ -123,7 +125,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
     "prior.scale_per": ("tensor", "input", "output"),
-    "prior.hyperprior": ("halfnormal", "halfcauchy"),
+    "prior.hyperprior": ("halfnormal", "halfcauchy", "empirical"),
     "inference.method": ("advi", "map"),
     "inference.early_stopping": ("none", "val_nll", "val_accuracy"),
     "inference.optimizer": ("adam", "adamax", "sgd"),

@@ -138,3 +138,44 @@ def test_a_map_fit_moves_the_means_only_and_its_loss_is_the_negative_log_joint()
             np.testing.assert_allclose(before[key], rho_map, rtol=1e-5)
         else:
             assert not np.array_equal(after[key], before[key]), key
+
+
+@pytest.mark.parametrize("rho_lr_scale", [1.0, 2.0])
+def test_empirical_bayes_scales_move_as_points_while_the_weights_keep_a_posterior(rho_lr_scale):
+    """hyperprior: empirical holds each scale at a point (its sigma never optimized) and fits
+    its mean, the type-II maximum-likelihood estimate; the weights' scales grow as usual."""
+    from bnn_cli.fit import backend
+    from bnn_cli.models.architecture import param_specs
+    from bnn_cli.models.priors import point_estimates
+
+    config = config_from_dict(
+        {
+            "model": {"hidden": [8]},
+            "prior": {"kind": "hierarchical", "hyperprior": "empirical", "scale_per": "output"},
+            "data": {"train_size": 32, "val_size": 5},
+            "inference": {"batch_size": 32, "learning_rate": 1e-2, "rho_lr_scale": rho_lr_scale},
+        }
+    )
+    points = point_estimates(param_specs(config.model), config.prior)
+    assert points == (
+        "dense1_w_scale_log__", "dense1_b_scale_log__", "out_w_scale_log__", "out_b_scale_log__"
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    images, labels = rng.random((32, 28, 28)).astype("float32"), rng.integers(0, 10, 32)
+    mode = backend.configure("float32", "jax")
+    try:
+        model = build_model(config, images, labels)
+        assert np.isfinite(model.compile_logp()(model.initial_point()))
+        advi = fit_advi.make_advi(model, config.inference, seed=0, points=points)
+        before = params.from_approx(advi.approx)
+        step = OneStep(advi, config.inference, mode, feeder=lambda: None)
+        for i in range(5):
+            step(i)
+        after = params.from_approx(advi.approx)
+    finally:
+        backend.configure("float32", "c")
+    for name in points:
+        np.testing.assert_array_equal(after[f"rho/{name}"], before[f"rho/{name}"])
+        assert np.all(np.log1p(np.exp(before[f"rho/{name}"])) < 1e-20)  # a point
+        assert not np.allclose(after[f"mu/{name}"], before[f"mu/{name}"])  # fitted
+    assert not np.allclose(after["rho/dense1_w_raw"], before["rho/dense1_w_raw"])

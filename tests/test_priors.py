@@ -97,8 +97,11 @@ def test_each_prior_builds_a_model_whose_variables_match_its_factors(prior):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("per", ["input", "output"])
-def test_per_unit_scales_go_through_the_whole_pipeline(real_data_dir, tmp_path, per):
+@pytest.mark.parametrize(
+    ("per", "hyperprior"),
+    [("input", "halfnormal"), ("output", "halfnormal"), ("output", "empirical")],
+)
+def test_per_unit_scales_go_through_the_whole_pipeline(real_data_dir, tmp_path, per, hyperprior):
     """A few iterations on real MNIST: the scales land in approx.npz with their shapes, the
     API's approximation samples them, predictive.nc holds their draws, the report plots them."""
     import arviz as az
@@ -117,6 +120,7 @@ def test_per_unit_scales_go_through_the_whole_pipeline(real_data_dir, tmp_path, 
             "evaluate.draws=4",
             "prior.kind=hierarchical",
             f"prior.scale_per={per}",
+            f"prior.hyperprior={hyperprior}",
         ],
     )
     quiet = Console(file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
@@ -132,4 +136,9 @@ def test_per_unit_scales_go_through_the_whole_pipeline(real_data_dir, tmp_path, 
     idata = az.from_netcdf(run_dir / "predictive.nc")
     assert idata.posterior["dense1_w_scale"].shape[:2] == (1, 4)
     assert (run_dir / "plots" / "prior_scales.png").stat().st_size > 1000
-    assert f"N(0, s) per {per} unit" in (run_dir / "report.md").read_text()
+    report = (run_dir / "report.md").read_text()
+    assert f"N(0, s) per {per} unit" in report
+    if hyperprior == "empirical":  # the scales are points: every draw the same, and said so
+        assert "empirical Bayes" in report
+        draws = idata.posterior["dense1_w_scale"].values
+        np.testing.assert_allclose(draws, np.broadcast_to(draws[:, :1], draws.shape), rtol=1e-6)

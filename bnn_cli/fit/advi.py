@@ -21,20 +21,30 @@ OPTIMIZERS = {"adam": pm.adam, "adamax": pm.adamax, "sgd": pm.sgd}
 MAP_SIGMA = 1e-30
 
 
-def make_advi(model: pm.Model, settings: InferenceConfig, seed: int) -> pm.KLqp:
+def make_advi(
+    model: pm.Model, settings: InferenceConfig, seed: int, points: tuple[str, ...] = ()
+) -> pm.KLqp:
     """PyMC's ADVI with a small initial scale on every variable (PyMC's default ~0.7 makes this
     network's ELBO NaN at once). A tempered objective (`kl_weight`, `kl_warmup`) is PyMC's own
     KLqp on the same mean-field approximation, its KL weight `beta` a shared scalar that the
-    loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1."""
+    loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1.
+    `points` (value-variable names, `models.priors.point_estimates`) are held at a point like a
+    MAP fit's, their scales never optimized: the ELBO is then maximized over them."""
     if settings.method == "map":
         return make_map(model, settings, seed)
-    start_sigma = {model.rvs_to_values[rv].name: settings.start_sigma for rv in model.free_RVs}
+    start_sigma = {
+        model.rvs_to_values[rv].name: MAP_SIGMA
+        if model.rvs_to_values[rv].name in points
+        else settings.start_sigma
+        for rv in model.free_RVs
+    }
     if is_tempered(settings):
         approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
         advi = pm.KLqp(approx, beta=beta_of(settings))
     else:
         advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
     with_static_shapes(advi.approx)
+    advi.approx.bnn_points = tuple(points)  # read by `compile_step_function`
     return advi
 
 
@@ -109,7 +119,7 @@ def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | 
     learning_rate = pytensor.shared(
         np.asarray(settings.learning_rate, dtype=pytensor.config.floatX), name="learning_rate"
     )
-    optimizer = make_optimizer(settings, learning_rate)
+    optimizer = make_optimizer(settings, learning_rate, rho_mask(advi.approx))
     compile_kwargs = {"mode": mode} if mode else {}
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
@@ -121,11 +131,36 @@ def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | 
     return step_fn, schedules
 
 
-def make_optimizer(settings: InferenceConfig, learning_rate) -> Callable:
+def rho_mask(approx) -> np.ndarray | None:
+    """1 for each entry of the flat rho vector the optimizer may move, 0 for those of the
+    variables held at a point (`make_advi`'s `points`); None when all move."""
+    points = getattr(approx, "bnn_points", ())
+    if not points:
+        return None
+    (group,) = approx.groups
+    mask = np.ones(group.ddim, dtype=pytensor.config.floatX)
+    for name in points:
+        mask[group.ordering[name][1]] = 0.0
+    return mask
+
+
+def make_optimizer(
+    settings: InferenceConfig, learning_rate, rho_mask: np.ndarray | None = None
+) -> Callable:
     """PyMC's optimizer for the mean-field parameters; with `rho_lr_scale` != 1 the scales
     (`rho`) get their own optimizer whose step size is that many times the means' (`mu`); a
-    MAP fit's optimizer moves the means alone."""
+    MAP fit's optimizer moves the means alone. `rho_mask` zeroes the gradient of the rho
+    entries held at a point (Adam then never moves them)."""
     base = OPTIMIZERS[settings.optimizer]
+    if rho_mask is not None:
+        inner = make_optimizer(settings, learning_rate)
+        mask = pytensor.tensor.as_tensor_variable(rho_mask)
+
+        def masked(grads, params):
+            grads = [g * mask if p.name == "rho" else g for g, p in zip(grads, params, strict=True)]
+            return inner(grads, params)
+
+        return masked
     if settings.method == "map":  # the means only: the scales stay at MAP_SIGMA
 
         def means_only(grads, params):

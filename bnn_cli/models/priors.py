@@ -80,10 +80,25 @@ def resolve_sd(value: float | str, gain: float, fan_in: int) -> float:
     return gain / math.sqrt(fan_in) if value == FAN_IN else float(value)
 
 
+def _no_hyperprior(name: str, _scale: float, **kwargs):
+    """Empirical Bayes: a flat prior on the scale, which the fit holds at a point
+    (`point_estimates`), so the ELBO is maximized over it: type-II maximum likelihood."""
+    return pm.HalfFlat(name, **kwargs)
+
+
 HYPERPRIORS = {
     "halfnormal": pm.HalfNormal,  # (name, sigma)
     "halfcauchy": pm.HalfCauchy,  # (name, beta)
+    "empirical": _no_hyperprior,
 }
+
+
+def point_estimates(specs: list[ParamSpec], prior: PriorConfig) -> tuple[str, ...]:
+    """The approximation's variables fitted as points, not given a posterior: the scales of an
+    empirical-Bayes prior."""
+    if prior.kind != "hierarchical" or prior.hyperprior != "empirical":
+        return ()
+    return tuple(f.key for f in scale_names(specs, prior).values())
 
 
 def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):

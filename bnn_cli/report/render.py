@@ -382,8 +382,13 @@ def describe_prior(prior: dict[str, Any]) -> str:
     if prior.get("kind") == "hierarchical":
         per = prior.get("scale_per", "tensor")
         per = "tensor" if per == "tensor" else f"{per} unit (biases: per tensor)"
-        hyper = "HalfCauchy" if prior.get("hyperprior") == "halfcauchy" else "HalfNormal"
-        return f"hierarchical: N(0, s) per {per}, s ~ {hyper}({sd(prior.get('hyper_sd', '?'))})"
+        hyper = prior.get("hyperprior", "halfnormal")
+        if hyper == "empirical":
+            return (
+                f"hierarchical: N(0, s) per {per}, s a point fitted to the data (empirical Bayes)"
+            )
+        law = "HalfCauchy" if hyper == "halfcauchy" else "HalfNormal"
+        return f"hierarchical: N(0, s) per {per}, s ~ {law}({sd(prior.get('hyper_sd', '?'))})"
     return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))})"
 
 
