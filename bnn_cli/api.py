@@ -139,26 +139,35 @@ class TrainedRun:
         `seed` + its index), as in `bnn evaluate`.
         """
         pixels = as_images(images)
-        if self.members:
-            from bnn_cli.ensemble import split_draws
-
-            counts = split_draws(self.config.draws(draws), len(self.members))
-            return np.concatenate(
-                [
-                    member.predict(pixels, count, None if seed is None else seed + i)
-                    for i, (member, count) in enumerate(zip(self.members, counts, strict=True))
-                ]
-            )
         from bnn_cli.posterior.predictive import predictive
 
-        return predictive(
-            self._predict_fn,
-            self.params,
-            self.config.model,
-            pixels,
-            self.config.draws(draws),
-            self.config.seed if seed is None else seed,
-            chunk_size=self.config.evaluate.chunk_size,
+        if not self.members:
+            return predictive(
+                self._predict_fn,
+                self.params,
+                self.config.model,
+                pixels,
+                self.config.draws(draws),
+                self.config.seed if seed is None else seed,
+                chunk_size=self.config.evaluate.chunk_size,
+            )
+        from bnn_cli.ensemble import split_draws
+
+        # One compiled network for all members: they share the architecture.
+        counts = split_draws(self.config.draws(draws), len(self.members))
+        return np.concatenate(
+            [
+                predictive(
+                    self._predict_fn,
+                    member.params,
+                    self.config.model,
+                    pixels,
+                    count,
+                    member.config.seed if seed is None else seed + i,
+                    chunk_size=self.config.evaluate.chunk_size,
+                )
+                for i, (member, count) in enumerate(zip(self.members, counts, strict=True))
+            ]
         )
 
     @cached_property

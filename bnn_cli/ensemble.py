@@ -186,7 +186,7 @@ def _record(
         "members_complete": done,
         "wall_s": round(wall_s, 2),
     }
-    statuses = [_member_status(m) for m in found]
+    statuses = [_status_of(m.run_dir) for m in found]
     done_its = [s.get("iterations_done") for s in statuses if s.get("state") == "complete"]
     if done_its:
         fields["iterations_done"] = min(done_its)
@@ -241,9 +241,10 @@ def _write_members(run_dir: Path, config: Config, manifest: dict) -> list[Member
     return found
 
 
-def _member_status(member: Member) -> dict[str, Any]:
+def _status_of(member_dir: Path | None) -> dict[str, Any]:
+    """A member's status.json; empty when it has no directory yet or its status is unreadable."""
     try:
-        status = runs.read_status(member.run_dir, missing_ok=True) if member.run_dir else None
+        status = runs.read_status(member_dir, missing_ok=True) if member_dir else None
     except RunError:
         status = None
     return status or {}
@@ -261,12 +262,9 @@ def members(run_dir: Path) -> list[Member]:
     found = []
     for index, seed, run in entries:
         member_dir = run_dir / run if run else None
-        try:
-            status = runs.read_status(member_dir) if member_dir else None
-            state = status["state"] if status else "missing"
-        except RunError:
-            state = "missing"
-        found.append(Member(index, seed, member_dir, state))
+        found.append(
+            Member(index, seed, member_dir, _status_of(member_dir).get("state", "missing"))
+        )
     return found
 
 
