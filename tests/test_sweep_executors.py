@@ -157,10 +157,13 @@ def token_cluster(tmp_path):
         start(tmp_path / "node.log", f"--address=127.0.0.1:{port}")
         yield f"127.0.0.1:{port}", env
     finally:
+        # `ray start --block` stops its node's processes; both nodes at once, as that takes a while.
         for proc in reversed(procs):
-            os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops its node's processes
+            os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        for proc in reversed(procs):
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
