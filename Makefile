@@ -27,9 +27,9 @@ endif
 
 setup: $(BIN)/bnn
 
-# One test process per core and one more (pytest-xdist): each spends part of its time waiting on
+# Two test processes more than cores (pytest-xdist): each spends part of its time waiting on
 # the processes it starts (CLI runs, Ray nodes). The Ray tests share one of them.
-TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 1 )))
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 test: $(BIN)/bnn

@@ -20,7 +20,6 @@ import pytest
 
 from bnn_cli import sweep as sweeps
 from bnn_cli.errors import ConfigError
-from bnn_cli.runs import read_status
 from bnn_cli.sweep.executors import TOKEN_HINT, cluster_error, ray_logs_to
 from tests.sweep_helpers import (
     ROOT,
@@ -84,33 +83,23 @@ def test_ray_log_lines_go_to_the_log_file_not_the_console(tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_ray_sweep_on_a_local_cluster(tmp_path, mnist_only):  # noqa: F811
+def test_ray_ensemble_on_a_local_cluster(tmp_path, mnist_only):  # noqa: F811
+    """An ensemble's members are Ray tasks like a sweep's points (the sweep itself runs on Ray
+    in the token-cluster test below: one real Ray fit of each kind is enough)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'bnn[ray]'")
-    # The same tiny model as the local test: PyTensor's compile cache serves both.
-    sweep = sweeps.load_sweep(tiny_sweep(tmp_path, {"seed": [0, 1]}))
-    runs = tmp_path / "runs"
+    from bnn_cli import ensemble
+    from tests.test_ensemble import tiny_config
+
     ray.init(num_cpus=2, include_dashboard=False)
     try:
-        console = quiet()
-        result = sweeps.run_sweep(sweep, runs, str(mnist_only), console, executor="ray")
-        # An ensemble's members are the same kind of task on the same cluster.
-        from bnn_cli import ensemble
-        from tests.test_ensemble import tiny_config
-
         members = ensemble.train_ensemble(
-            tiny_config(2), tmp_path / "ensemble", str(mnist_only), console, executor="ray"
+            tiny_config(2), tmp_path / "ensemble", str(mnist_only), quiet(), executor="ray"
         )
     finally:
         ray.shutdown()
-    assert [m.state for m in ensemble.members(members)] == ["complete", "complete"]
-    assert not result.failed(), result.entries
-    for entry in result.entries.values():
-        assert read_status(Path(entry["run_dir"]))["state"] == "complete"
-    summary = quiet()
-    sweeps.print_summary(result, summary)
-    table = summary.export_text()
-    assert "2 runs, best accuracy first" in table and "mean ± sd over seed" in table
-    assert "2/2" in table
+    states = ensemble.members(members)
+    assert [m.state for m in states] == ["complete", "complete"]
+    assert len({m.seed for m in states}) == 2 and all(m.run_dir.is_dir() for m in states)
 
 
 # ---------------------------------------------------------------- a cluster made by `ray start`
