@@ -67,6 +67,24 @@ def test_ratios_are_medians_of_per_round_ratios():
     assert summary["a"]["it_per_s"] == 2.0 and summary["a"]["rounds"] == [3.0, 1.0, 2.0]
 
 
+def test_a_measure_run_once_is_paired_with_the_first_round():
+    order = []
+    rates = {"bnn conv": iter([4.0, 6.0, 5.0]), "jax_conv": iter([2.0])}
+
+    def measure(name):
+        def run():
+            order.append(name)
+            return {"it_per_s": next(rates[name])}
+
+        return run
+
+    measures = {name: measure(name) for name in rates}
+    summary = bench.interleaved(3, measures, once=frozenset({"jax_conv"}))
+    assert order == ["bnn conv", "jax_conv", "bnn conv", "bnn conv"]
+    assert summary["bnn conv"]["it_per_s"] == 5.0 and summary["jax_conv"]["rounds"] == [2.0]
+    assert bench.ratio(summary, "bnn conv", "jax_conv") == "2.00x jax_conv (round 1 only)"
+
+
 ANCHOR_OUTPUT = (
     "device=cpu arch=conv layout=NHWC draws=20 images=20000 predictive_s=6.25 draw-images/s=64000\n"
 )
