@@ -340,8 +340,8 @@ def cpu_rates(args, runs_dir: Path) -> dict:
             )
         if not args.skip_anchors:
             measures[f"jax_{arch}"] = partial(jax_anchor, arch, iters, env=CPU)
-    # jax_mfvi.py conv's five test reports (untimed, left out of its rate) take about 140 s
-    # each on the 2-core box: XLA's CPU runs its vmapped draws of the conv net as a grouped
+    # jax_mfvi.py conv's five test reports (untimed, left out of its rate) take about two
+    # minutes each on the 2-core box: XLA's CPU runs its vmapped draws of the conv net as a grouped
     # convolution. Three rounds of it were most of the bench's 50 minutes; one is enough to
     # set the conv ratio, while bnn's own conv rate keeps the median of every round.
     rates = interleaved(args.rounds, measures, once=frozenset({"jax_conv"}))
