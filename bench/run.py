@@ -228,7 +228,7 @@ def ratio(results: dict, name: str, anchor: str) -> str:
     if name not in results or anchor not in results:
         return "—"
     pairs = list(zip(results[name]["rounds"], results[anchor]["rounds"], strict=False))
-    one = " (round 1 only)" if len(pairs) == 1 and len(results[name]["rounds"]) > 1 else ""
+    one = " (one round)" if len(pairs) == 1 and len(results[name]["rounds"]) > 1 else ""
     return f"{median([a / b for a, b in pairs]):.2f}x {anchor}{one}"
 
 

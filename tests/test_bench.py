@@ -82,7 +82,7 @@ def test_a_measure_run_once_is_paired_with_the_first_round():
     summary = bench.interleaved(3, measures, once=frozenset({"jax_conv"}))
     assert order == ["bnn conv", "jax_conv", "bnn conv", "bnn conv"]
     assert summary["bnn conv"]["it_per_s"] == 5.0 and summary["jax_conv"]["rounds"] == [2.0]
-    assert bench.ratio(summary, "bnn conv", "jax_conv") == "2.00x jax_conv (round 1 only)"
+    assert bench.ratio(summary, "bnn conv", "jax_conv") == "2.00x jax_conv (one round)"
 
 
 ANCHOR_OUTPUT = (
