@@ -85,6 +85,31 @@ def test_predict_real_digits_saved_as_pictures(tiny_run, pictures):
 
 
 @pytest.mark.slow
+def test_predicting_does_not_import_pymc(tiny_run, pictures):
+    """Reading a fit needs PyTensor, not PyMC: importing PyMC (and ArviZ with it) was half of
+    `bnn predict`'s start-up."""
+    script = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('pymc imported:', 'pymc' in sys.modules))\n"
+        "sys.argv = ['bnn', *sys.argv[1:]]\n"
+        "from bnn_cli.cli import main\n"
+        "main()\n"
+    )
+    paths, _ = pictures
+    args = ["predict", tiny_run, paths[0], "--format", "csv", "--data-dir", REAL_DATA_DIR]
+    result = subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "pymc imported: False"
+
+
+@pytest.mark.slow
 def test_pictures_predict_as_the_digits_themselves(tiny_run, pictures):
     """The pictures' preprocessing gives back MNIST's digits closely enough that the network
     predicts the same class as on the original arrays."""

@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import pymc as pm
 
 from bnn_cli.config import FAN_IN, PriorConfig
 from bnn_cli.models.architecture import ParamSpec
@@ -80,17 +79,16 @@ def resolve_sd(value: float | str, gain: float, fan_in: int) -> float:
     return gain / math.sqrt(fan_in) if value == FAN_IN else float(value)
 
 
-def _no_hyperprior(name: str, _scale: float, **kwargs):
-    """Empirical Bayes: a flat prior on the scale, which the fit holds at a point
-    (`point_estimates`), so the ELBO is maximized over it: type-II maximum likelihood."""
-    return pm.HalfFlat(name, **kwargs)
+def add_scale(hyperprior: str, name: str, scale: float, **kwargs):
+    """A hierarchical prior's scale variable: HalfNormal(scale) or HalfCauchy(scale), or for
+    empirical Bayes a flat prior, which the fit holds at a point (`point_estimates`), so the
+    ELBO is maximized over it: type-II maximum likelihood."""
+    import pymc as pm  # here, not at the top: reading a fit (evaluate, predict) needs no PyMC
 
-
-HYPERPRIORS = {
-    "halfnormal": pm.HalfNormal,  # (name, sigma)
-    "halfcauchy": pm.HalfCauchy,  # (name, beta)
-    "empirical": _no_hyperprior,
-}
+    if hyperprior == "empirical":
+        return pm.HalfFlat(name, **kwargs)
+    distribution = {"halfnormal": pm.HalfNormal, "halfcauchy": pm.HalfCauchy}[hyperprior]
+    return distribution(name, scale, **kwargs)
 
 
 def point_estimates(specs: list[ParamSpec], prior: PriorConfig) -> tuple[str, ...]:
@@ -109,6 +107,8 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     every weight of a layer towards zero (the smoke MLP fell from 97 % to 90 %), while here the
     data can pull the scale up.
     """
+    import pymc as pm
+
     if prior.kind == "fixed":
         sd = resolve_sd(prior.sd, prior.gain, spec.fan_in)
         return pm.Normal(spec.name, mu=0.0, sigma=sd, shape=spec.shape, initval=initval)
@@ -116,8 +116,8 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     start = np.sqrt(2.0 / spec.fan_in) if spec.is_weight else 0.1
     shape = scale_shape(spec, prior.scale_per)
     # Both are positive, so PyMC gives both a log transform: the same `_scale_log__` factor.
-    hyper = HYPERPRIORS[prior.hyperprior]
-    scale = hyper(
+    scale = add_scale(
+        prior.hyperprior,
         spec.name + SCALE_SUFFIX,
         resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in),
         shape=shape,

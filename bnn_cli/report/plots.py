@@ -189,6 +189,7 @@ def _draw_entropy_hist(fig: Figure, pred: Predictive) -> None:
                     alpha=0.55,
                     color=color,
                     label=f"{name} ({int(mask.sum())})",
+                    histtype="stepfilled",  # one polygon, not a patch per bin: drawn faster
                 )
         ax.set(xlabel=label, ylabel="density" if i == 1 else None)
         ax.set_yscale("log")
