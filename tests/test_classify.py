@@ -31,15 +31,19 @@ from tests.conftest import REAL_DATA_DIR
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bnn(*args: object) -> subprocess.CompletedProcess:
+def python(*args: object) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", *map(str, args)],
+        [sys.executable, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
         cwd=ROOT,
     )
+
+
+def bnn(*args: object) -> subprocess.CompletedProcess:
+    return python("-m", "bnn_cli.cli", *args)
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +100,8 @@ def test_predicting_does_not_import_pymc(tiny_run, pictures):
         "main()\n"
     )
     paths, _ = pictures
-    args = ["predict", tiny_run, paths[0], "--format", "csv", "--data-dir", REAL_DATA_DIR]
-    result = subprocess.run(
-        [sys.executable, "-c", script, *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
+    result = python(
+        "-c", script, "predict", tiny_run, paths[0], "--format", "csv", "--data-dir", REAL_DATA_DIR
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "pymc imported: False"
