@@ -132,8 +132,9 @@ def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console
     config = run.config.data
     data_dir = runs.run_data_dir(run.path, data_dir)
     splits = load_splits(config.dataset, data_dir, config.train_size, config.val_size)
-    with console.status(f"uncertainty threshold on {len(splits.x_val)} validation images"):
-        value = threshold.of_probabilities(run.predict(splits.x_val, draws=draws))
+    x_val = threshold.sample(splits.x_val)
+    with console.status(f"uncertainty threshold on {len(x_val)} validation images"):
+        value = threshold.of_probabilities(run.predict(x_val, draws=draws))
     threshold.save(run.path, draws, value)
     return value
 

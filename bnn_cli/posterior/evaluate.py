@@ -66,7 +66,7 @@ def evaluate_run(
     # is in place, so that an evaluation that fails leaves the run as it was.
     val_probs = probs if split == "val" else None
     if split != "val" and len(splits.y_val):
-        val_probs = predict(splits.x_val, "val")
+        val_probs = predict(threshold.sample(splits.x_val), "val threshold")
     from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {name: OodSet(x, predict(x, name)) for name, x in ood_images.items()}

@@ -1,6 +1,10 @@
 """The "uncertain" threshold of `bnn predict`: the predictive entropy below which 95 % of a run's
 validation images fall, per number of draws, cached in `<run>/uncertainty_threshold.json`.
 
+It is estimated on the first `SAMPLE` validation images: the 95th percentile of 2,000 entropies
+covers 95 % of all of them to about half a point (the binomial error of a 5 % tail in 2,000),
+at a fifth of the cost of all 10,000, which was a third of an evaluation's predictive.
+
 `bnn evaluate` writes it for its own number of draws, so that a run directory copied to a
 machine without the dataset still answers `bnn predict`; `bnn predict` computes any other.
 """
@@ -21,11 +25,19 @@ logger = logging.getLogger(__name__)
 
 COVERAGE = 0.95  # the share of validation images that are not flagged uncertain
 THRESHOLD_FILE = "uncertainty_threshold.json"
+SAMPLE = 2000  # validation images the threshold is estimated on (see above)
+
+
+def sample(images: np.ndarray) -> np.ndarray:
+    """The validation images that set the threshold: the first `SAMPLE`, the same ones for
+    every command."""
+    return images[:SAMPLE]
 
 
 def of_probabilities(probs: np.ndarray) -> float:
-    """The threshold from the validation images' predictive, (draws, images, classes)."""
-    total, _, _ = metrics.entropy(probs)
+    """The threshold from the validation images' predictive, (draws, images, classes): of the
+    first `SAMPLE` images when it holds more."""
+    total, _, _ = metrics.entropy(probs[:, :SAMPLE])
     return float(np.quantile(total, COVERAGE))
 
 
