@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,3 +107,10 @@ def tiny_run(tmp_path_factory) -> Path:
     quiet = Console(file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
     runs_dir = tmp_path_factory.mktemp("tiny-runs")
     return train_and_evaluate(config, runs_dir, str(REAL_DATA_DIR), evaluate=True, console=quiet)
+
+
+@pytest.fixture
+def own_tiny_run(tiny_run, tmp_path) -> Path:
+    """A copy of `tiny_run` for a test that writes into the run directory, so that the shared
+    one stays as the fixture made it whatever order the tests run in."""
+    return Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))

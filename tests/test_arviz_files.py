@@ -44,28 +44,28 @@ def test_a_fixed_prior_run_has_no_posterior_group(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_save_predictive_on_a_real_run(tiny_run):
+def test_evaluate_save_predictive_on_a_real_run(own_tiny_run):
     import arviz as az
 
     from bnn_cli.data.datasets import load_splits
 
     result = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(tiny_run), "--draws", "3",
+        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(own_tiny_run), "--draws", "3",
          "--split", "val", "--save-predictive", "--data-dir", str(REAL_DATA_DIR)],
         capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    idata = az.from_netcdf(tiny_run / "predictive.nc")
+    idata = az.from_netcdf(own_tiny_run / "predictive.nc")
     assert idata.predictions["probs"].shape == (1, 3, 1000, 10)
     labels = load_splits("mnist", REAL_DATA_DIR, 10000, 1000).y_val
     np.testing.assert_array_equal(idata.predictions_constant_data["label"].values, labels)
     np.testing.assert_allclose(idata.predictions["probs"].sum("class").values, 1.0, rtol=1e-5)
     assert "posterior" not in idata.groups()  # a fixed prior: no scales
-    (tiny_run / "predictive.nc").unlink()
+    (own_tiny_run / "predictive.nc").unlink()
     again = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(tiny_run), "--draws", "3",
+        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(own_tiny_run), "--draws", "3",
          "--data-dir", str(REAL_DATA_DIR)],
         capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
-    assert not (tiny_run / "predictive.nc").exists()
+    assert not (own_tiny_run / "predictive.nc").exists()

@@ -124,10 +124,10 @@ def test_pictures_predict_as_the_digits_themselves(tiny_run, pictures):
 
 
 @pytest.mark.slow
-def test_the_threshold_is_the_95th_percentile_on_validation_and_is_cached(tiny_run, tmp_path):
+def test_the_threshold_is_the_95th_percentile_on_validation_and_is_cached(own_tiny_run, tmp_path):
     from bnn_cli.data.datasets import load_splits
 
-    run = load_run(tiny_run)
+    run = load_run(own_tiny_run)
     quiet = Console(file=io.StringIO())
     threshold = entropy_threshold(run, 3, str(REAL_DATA_DIR), quiet)
     x_val = load_splits("mnist", REAL_DATA_DIR, 10000, 1000).x_val
@@ -137,7 +137,7 @@ def test_the_threshold_is_the_95th_percentile_on_validation_and_is_cached(tiny_r
     # cached: no data needed the second time
     assert entropy_threshold(run, 3, str(tmp_path / "no-data"), quiet) == threshold
     # a damaged cache is never trusted: computed again (and here the data is missing)
-    (tiny_run / THRESHOLD_FILE).write_text("{not json")
+    (own_tiny_run / THRESHOLD_FILE).write_text("{not json")
     with pytest.raises(Exception, match="no mnist data"):
         entropy_threshold(run, 3, str(tmp_path / "no-data"), quiet)
     assert entropy_threshold(run, 3, str(REAL_DATA_DIR), quiet) == pytest.approx(threshold)
