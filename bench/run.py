@@ -98,11 +98,12 @@ def bnn_fit(
         "--set",
         f"inference.backend={backend}",
     ]
+    # A run cut short has no early stopping: its min_iterations would outlast it.
+    cut = ["--set", f"inference.iterations={iters}", "--set", "inference.early_stopping=none"]
     if not evaluate:  # a timing run; with evaluate: the shipped config as a user runs it
-        cmd += ["--no-eval", "--set", f"inference.iterations={iters}"]
-        cmd += ["--set", f"inference.eval_every={log_every * 10}"]
+        cmd += ["--no-eval", *cut, "--set", f"inference.eval_every={log_every * 10}"]
     elif iters:  # the shipped config cut to `iters` (the GPU suite's pass on a CPU)
-        cmd += ["--set", f"inference.iterations={iters}", "--set", f"inference.eval_every={iters}"]
+        cmd += [*cut, "--set", f"inference.eval_every={iters}"]
     if steps_per_call:
         cmd += ["--set", f"inference.steps_per_call={steps_per_call}"]
     with tempfile.TemporaryDirectory() as cache:

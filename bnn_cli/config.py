@@ -382,12 +382,18 @@ def _check_cross_fields(config: Config) -> None:
             f"inference.steps_per_call: got {inference.steps_per_call}, but several steps per "
             f"call need inference.backend jax (got {inference.backend}); use 0 or 1"
         )
-    for key in ("kl_warmup", "min_iterations"):
-        if getattr(inference, key) > inference.iterations:
-            raise ConfigError(
-                f"inference.{key}: got {getattr(inference, key)}, expected at most "
-                f"inference.iterations ({inference.iterations})"
-            )
+    if inference.kl_warmup > inference.iterations:
+        raise ConfigError(
+            f"inference.kl_warmup: got {inference.kl_warmup}, expected at most "
+            f"inference.iterations ({inference.iterations})"
+        )
+    # Without early stopping min_iterations means nothing: a config cut short still runs.
+    if inference.early_stopping != "none" and inference.min_iterations > inference.iterations:
+        raise ConfigError(
+            f"inference.min_iterations: got {inference.min_iterations}, expected at most "
+            f"inference.iterations ({inference.iterations}); lower it, or set "
+            "inference.early_stopping=none"
+        )
     if inference.ensemble and config.seed + inference.ensemble - 1 > MAX_SEED:
         raise ConfigError(
             f"inference.ensemble: the members' seeds run from seed ({config.seed}) to "

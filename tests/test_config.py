@@ -29,6 +29,14 @@ def test_shipped_configs_load(path):
     assert config.name == path.stem
 
 
+def test_a_shipped_config_with_early_stopping_cut_short_needs_it_off():
+    cut = ["inference.iterations=80"]
+    with pytest.raises(ConfigError, match="set inference.early_stopping=none"):
+        load_config(CONFIGS / "conv.yaml", cut)
+    config = load_config(CONFIGS / "conv.yaml", [*cut, "inference.early_stopping=none"])
+    assert config.inference.iterations == 80 and config.inference.min_iterations == 4000
+
+
 def test_defaults_filled_in_and_round_trip(tmp_path):
     config = load_config(write(tmp_path, "name: x\n"))
     assert config.model.hidden == (800, 800)
@@ -117,6 +125,11 @@ def test_unknown_key_suggests_the_closest(tmp_path):
             "inference.early_stopping: got 'val_loss', expected one of none, val_nll, val_accuracy",
         ),
         ("inference: {patience: 0}", "inference.patience: got 0, expected a value greater than 0"),
+        (
+            "inference: {early_stopping: val_nll, min_iterations: 60000}",
+            "inference.min_iterations: got 60000, expected at most inference.iterations (50000); "
+            "lower it, or set inference.early_stopping=none",
+        ),
         (
             "inference: {min_iterations: -1}",
             "inference.min_iterations: got -1, expected a value of 0 or more",
