@@ -35,11 +35,10 @@ def test_the_data_dir_falls_back_to_the_recorded_one(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(tiny_run, tmp_path):
-    meta = json.loads((tiny_run / "meta.json").read_text())
+def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(own_tiny_run, tmp_path):
+    copy = own_tiny_run
+    meta = json.loads((copy / "meta.json").read_text())
     assert meta["data_dir"] == str(REAL_DATA_DIR.resolve())
-    copy = tmp_path / tiny_run.name
-    shutil.copytree(tiny_run, copy)
     (copy / "uncertainty_threshold.json").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k != "BNN_DATA_DIR"}
     env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
@@ -53,12 +52,11 @@ def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(tiny_r
 
 
 @pytest.mark.slow
-def test_an_evaluated_run_copied_without_its_data_answers_predict(tiny_run, tmp_path):
+def test_an_evaluated_run_copied_without_its_data_answers_predict(own_tiny_run, tmp_path):
     """The evaluation cached the threshold for its draws: no dataset is needed at all."""
     from bnn_cli.posterior.threshold import THRESHOLD_FILE
 
-    copy = tmp_path / tiny_run.name
-    shutil.copytree(tiny_run, copy)
+    copy = own_tiny_run
     meta = json.loads((copy / "meta.json").read_text())
     (copy / "meta.json").write_text(json.dumps({**meta, "data_dir": str(tmp_path / "gone")}))
     assert "8" in json.loads((copy / THRESHOLD_FILE).read_text())["entropy_by_draws"]

@@ -40,10 +40,8 @@ def bnn(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_evaluate_shift_rotate_on_a_real_run(tiny_run, real_data_dir, tmp_path):
-    import shutil
-
-    run = shutil.copytree(tiny_run, tmp_path / tiny_run.name)
+def test_evaluate_shift_rotate_on_a_real_run(own_tiny_run, real_data_dir, tmp_path):
+    run = own_tiny_run
     no_curves = bnn("compare", run, "--plot-shift", tmp_path / "none.png")
     assert no_curves.returncode == 2, no_curves.stderr
     assert "none of the runs was evaluated with --shift rotate" in no_curves.stderr
