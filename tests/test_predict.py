@@ -32,6 +32,23 @@ def test_shape_normalized_and_seeded(setup):
     assert not np.allclose(probs[0], probs[1])  # draws differ
 
 
+def test_each_draw_is_its_own_forward_pass_and_reported_once_in_order(setup):
+    """One chunk stays in flight while the next is dispatched: every (draw, chunk) still lands
+    in its own place, and progress hears of each draw once, after its last chunk."""
+    config, arrays, images, fn = setup
+    from bnn_cli.posterior.predictive import weight_draws
+
+    seen = []
+    probs = predictive(
+        fn, arrays, config.model, images, draws=4, seed=3, chunk_size=6, progress=seen.append
+    )
+    assert seen == [1, 2, 3, 4]
+    names = [s.name for s in param_specs(config.model)]
+    for d, weights in enumerate(weight_draws(arrays, config.model, 4, 3)):
+        expected = fn(images, *[weights[name] for name in names])
+        np.testing.assert_allclose(probs[d], np.asarray(expected), rtol=1e-5, atol=1e-7)
+
+
 def test_mean_only_uses_the_means(setup):
     config, arrays, images, fn = setup
     probs = predictive(fn, arrays, config.model, images, draws=9, seed=0, mean_only=True)
