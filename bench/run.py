@@ -365,6 +365,10 @@ def gpu_rates(args, runs_dir: Path, device: str = "gpu") -> tuple[dict, dict]:
     measures = {}
     for arch in ("mlp", "conv"):
         measures[f"bnn {arch}"] = partial(bnn_fit, arch, args.gpu_iters, runs_dir, "jax")
+        if device == "cpu" and arch == "conv":
+            # On a CPU the conv anchor's five untimed test reports took 18 minutes a run here
+            # (and 15 GB): `make bench` times it there; this suite's CPU run only has to pass.
+            continue
         measures[f"jax_{arch}"] = partial(jax_anchor, arch, args.gpu_iters // 5)
         measures[f"jax_{arch}_scan"] = partial(jax_anchor, arch, args.gpu_iters * 2, scan=True)
     rates = interleaved(args.rounds, measures)
@@ -379,9 +383,9 @@ def gpu_rates(args, runs_dir: Path, device: str = "gpu") -> tuple[dict, dict]:
 
 def gpu_suite(args) -> None:
     """`make bench-gpu`: the GPU path end to end on JAX's default device (a CPU where there is
-    no GPU, cut to 100-iteration timings and 200-iteration shipped fits so that it passes in
-    minutes): K = 100 against `SCAN=1 jax_mfvi.py`, the shipped configs trained and evaluated,
-    Ctrl-C inside a K-step call."""
+    no GPU, cut to 100-iteration timings and 200-iteration shipped fits and without the conv
+    anchor, so that it passes in minutes): K = 100 against `SCAN=1 jax_mfvi.py`, the shipped
+    configs trained and evaluated, Ctrl-C inside a K-step call."""
     device = jax_platform()
     if device == "cpu" and not args.shipped_iters:
         args.gpu_iters, args.shipped_iters = min(args.gpu_iters, 100), 200

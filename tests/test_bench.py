@@ -100,3 +100,16 @@ def test_evaluation_rows_set_bnn_evaluate_against_the_predictive_anchor(monkeypa
     assert rows["conv"]["anchor"]["seconds"] == 6.25
     assert rows["conv"]["ratio"] == pytest.approx(9.5 / 6.25, abs=0.01)
     assert "1.52x jax_predictive (6.2 s)" in bench.table({"evaluation": rows})
+
+
+@pytest.mark.parametrize("device, conv_anchors", [("gpu", True), ("cpu", False)])
+def test_the_gpu_suite_on_a_cpu_leaves_the_conv_anchors_to_make_bench(
+    monkeypatch, tmp_path, device, conv_anchors
+):
+    timed = []
+    monkeypatch.setattr(bench, "interleaved", lambda rounds, measures: timed.extend(measures))
+    monkeypatch.setattr(bench, "bnn_fit", lambda *args, **kwargs: {"wall_s": 1.0})
+    args = type("Args", (), {"gpu_iters": 100, "rounds": 1, "shipped_iters": 200})()
+    bench.gpu_rates(args, tmp_path, device)
+    assert {"bnn mlp", "jax_mlp", "jax_mlp_scan", "bnn conv"} <= set(timed)
+    assert ("jax_conv" in timed) == conv_anchors and ("jax_conv_scan" in timed) == conv_anchors
