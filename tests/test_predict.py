@@ -5,7 +5,13 @@ import pytest
 
 from bnn_cli.config import config_from_dict
 from bnn_cli.models.architecture import param_specs
-from bnn_cli.posterior.predictive import accuracy_of_mean, compile_predict, predictive, softplus
+from bnn_cli.posterior.predictive import (
+    accuracy_of_mean,
+    compile_predict,
+    predictive,
+    softplus,
+    weight_draws,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +42,6 @@ def test_each_draw_is_its_own_forward_pass_and_reported_once_in_order(setup):
     """One chunk stays in flight while the next is dispatched: every (draw, chunk) still lands
     in its own place, and progress hears of each draw once, after its last chunk."""
     config, arrays, images, fn = setup
-    from bnn_cli.posterior.predictive import weight_draws
-
     seen = []
     probs = predictive(
         fn, arrays, config.model, images, draws=4, seed=3, chunk_size=6, progress=seen.append
