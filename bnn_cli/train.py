@@ -12,6 +12,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -22,6 +23,7 @@ from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError
+from bnn_cli.fit.loop import Callback, Pruned
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +36,12 @@ def train_and_evaluate(
     console: Console,
     argv: list[str] | None = None,
     executor: dict | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
     """Train (one fit, or an ensemble's members on `executor`: `ensemble.train_ensemble`'s
-    executor, jobs and address) and, unless told not to, evaluate on the test split."""
+    executor, jobs and address) and, unless told not to, evaluate on the test split.
+    `callbacks` run after the fit's own at every block (a tuner's pruner); a pruned run is
+    not evaluated."""
     if evaluate:  # a missing OOD set is reported now, not after the fit
         from bnn_cli.data.datasets import load_ood_images
 
@@ -47,8 +52,8 @@ def train_and_evaluate(
 
         run_dir = train_ensemble(config, runs_dir, data_dir, console, argv, **(executor or {}))
     else:
-        run_dir = train(config, runs_dir, data_dir, console, argv)
-    if evaluate:
+        run_dir = train(config, runs_dir, data_dir, console, argv, callbacks)
+    if evaluate and runs.read_status(run_dir)["state"] != "pruned":
         from bnn_cli.posterior.evaluate import evaluate_run
 
         evaluate_run(
@@ -68,8 +73,10 @@ def train(
     data_dir: str | None,
     console: Console,
     argv: list[str] | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> Path:
-    """Fit the configured model and write a complete run directory; return its path."""
+    """Fit the configured model and write a complete (or, when a callback raised `Pruned`,
+    pruned) run directory; return its path."""
     from bnn_cli.data.datasets import load_splits, resolve_data_dir
 
     # The data and the runs directory first: a missing file or an unwritable directory is
@@ -105,7 +112,12 @@ def train(
             highlight=False,
         )
         fit = Fit(run_dir, config, splits, mode)
-        fit.run(console)
+        fit.run(console, callbacks)
+    except Pruned as pruned:
+        with signals_held():
+            fit.checkpoint.save(fit.state)
+            mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
+        console.print(f"run {run_dir} pruned: {pruned}", highlight=False)
     except KeyboardInterrupt as exc:
         cause = str(exc) or "Ctrl-C"
         with signals_held():
@@ -185,7 +197,9 @@ class Fit:
             return self.early.best.arrays
         return params.from_approx(self.advi.approx)
 
-    def run(self, console: Console) -> None:
+    def run(self, console: Console, extra: Sequence[Callback] = ()) -> None:
+        """Fit, with `extra` callbacks after the fit's own (after the checkpoint, so a run they
+        end has its last validation saved), and mark the run complete."""
         from bnn_cli.fit import callbacks, loop
         from bnn_cli.posterior import params
 
@@ -196,7 +210,7 @@ class Fit:
             )
             bar = callbacks.ProgressBar(progress, task)
             early = [self.early] if self.early is not None else []
-            every = [*self.callbacks, bar, *early, self.checkpoint]
+            every = [*self.callbacks, bar, *early, self.checkpoint, *extra]
             loop.run_fit(self.stepper, self.advi.approx, settings, state, every)
         train_s = state.elapsed
         verdict = self.verdict()

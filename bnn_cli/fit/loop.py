@@ -60,6 +60,11 @@ class FitState:
         return self.iteration % settings.eval_every == 0 or self.iteration == settings.iterations
 
 
+class Pruned(Exception):  # noqa: N818 (a decision, not a fault: like StopIteration)
+    """Raised by a callback (a tuner's pruner) to end a fit that is not worth finishing. The
+    caller keeps the run as `pruned`, with its parameters and checkpoint, so it can resume."""
+
+
 class Stepper(Protocol):
     k: int  # steps per call
 
@@ -78,7 +83,7 @@ def run_fit(
     callbacks: Sequence[Callback] = (),
 ) -> FitState:
     """Step until `settings.iterations` or until a callback raises `StopIteration`. A NaN or
-    infinite loss raises `FitFailed` naming its iteration."""
+    infinite loss raises `FitFailed` naming its iteration; a callback's `Pruned` propagates."""
     while state.iteration < settings.iterations:
         start, began = state.iteration, time.perf_counter()
         losses = stepper(start)

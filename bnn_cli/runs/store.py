@@ -21,7 +21,8 @@ from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.config import Config, config_from_dict
 from bnn_cli.errors import BnnError, RunError
 
-STATES = ("running", "complete", "failed", "interrupted")
+# `pruned`: a tuner stopped the fit on its validation figures; its parameters are saved.
+STATES = ("running", "complete", "failed", "interrupted", "pruned")
 
 
 def utc_now() -> str:
