@@ -145,6 +145,8 @@ def download_mnist(
     metavar="HOST:PORT",
     help="ray: the cluster to join for an ensemble. Default: $RAY_ADDRESS, else a new local one.",
 )
+# `bnn tune` runs each trial as a `bnn train` given its trial's handle (a JSON file it writes).
+@click.option("--tune-trial", type=click.Path(dir_okay=False), hidden=True)
 def train(
     config_path: str,
     overrides: tuple[str, ...],
@@ -154,6 +156,7 @@ def train(
     executor: str | None,
     jobs: int | None,
     address: str | None,
+    tune_trial: str | None,
 ) -> None:
     """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/.
 
@@ -175,6 +178,11 @@ def train(
     if address and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
     how = {"executor": executor or "local", "jobs": jobs, "address": address}
+    extra = []
+    if tune_trial:
+        from bnn_cli.tune.trial import TrialReporter, read_handle
+
+        extra.append(TrialReporter(read_handle(Path(tune_trial))))
     run_dir = train_and_evaluate(
         config,
         _runs_dir(runs_dir),
@@ -183,6 +191,7 @@ def train(
         console=err_console,
         argv=sys.argv,
         executor=how,
+        callbacks=extra,
     )
     out_console.print(str(run_dir), soft_wrap=True, highlight=False)
 
@@ -484,6 +493,103 @@ def sweep(
     )
     sweeps.print_summary(result, out_console, fmt)
     sweeps.raise_if_failed(result)
+
+
+@cli.command(
+    epilog=_examples(
+        "bnn tune configs/tunes/tune_smoke.yaml --jobs 2",
+        "bnn tune my_tune.yaml --trials 50   # continue the study up to 50 trials",
+        "bnn tune my_tune.yaml --storage postgresql://user@db/bnn --jobs 4   # shared study",
+        "bnn train runs/tunes/tune_smoke/best.yaml   # the best trial's settings, on test",
+    )
+)
+@click.argument("tune_path", metavar="TUNE.yaml", type=click.Path(dir_okay=False))
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Trials the study should hold when it ends. Default: the tune file's 'trials'.",
+)
+@click.option(
+    "--storage",
+    metavar="URL",
+    help="The study database: any URL Optuna takes (sqlite:///study.db, postgresql://...). "
+    "Default: sqlite:///<runs dir>/tunes/<name>/study.db.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: processes on this machine; ray: one Ray task per trial.",
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    metavar="N",
+    default=1,
+    show_default=True,
+    help="Trials at a time.",
+)
+@click.option(
+    "--address",
+    metavar="HOST:PORT",
+    help="ray: join this cluster. Default: $RAY_ADDRESS, else a new local one.",
+)
+@_dir_option("--runs-dir", RUNS_DIR_HELP)
+@_dir_option("--data-dir", DATA_DIR_HELP)
+@_format_option("the trials table")
+def tune(
+    tune_path: str,
+    trials: int | None,
+    storage: str | None,
+    executor: str,
+    jobs: int,
+    address: str | None,
+    runs_dir: str | None,
+    data_dir: str | None,
+    fmt: str,
+) -> None:
+    """Choose settings on validation: an Optuna study over the tune file's space.
+
+    Each trial is an ordinary run (`bnn train --no-eval`) that reports its validation figures
+    at every eval_every and is pruned when it falls behind. Running the command again
+    continues the study; trials cut off resume from their checkpoints. Writes best.yaml and
+    report.html into <runs dir>/tunes/<name>/; prints the trials, then best.yaml's path.
+    """
+    import dataclasses
+
+    from bnn_cli import tune as tuning
+    from bnn_cli.tune import report
+
+    if address and executor != "ray":
+        raise click.UsageError("--address needs --executor ray")
+    spec = tuning.load_tune(Path(tune_path))
+    if trials:
+        spec = dataclasses.replace(spec, trials=trials)
+    result = tuning.run_tune(
+        spec,
+        _runs_dir(runs_dir),
+        data_dir,
+        console=err_console,
+        storage=storage,
+        executor=executor,
+        jobs=jobs,
+        address=address,
+        debug=click.get_current_context().find_root().obj["debug"],
+    )
+    rows = report.trial_rows(result.study, spec)
+    from bnn_cli.report.tables import emit
+
+    emit(out_console, [report.summary_tabular(rows, spec)], fmt)
+    page = report.write_report(spec, result.study, result.folder)
+    best = report.write_best(spec, result.study, result.folder)
+    err_console.print(f"study report: {page}", highlight=False)
+    if best is None:
+        raise BnnError(
+            f"no trial completed: no best.yaml (see the trials' logs in {result.folder / 'trials'})"
+        )
+    out_console.print(str(best), soft_wrap=True, highlight=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:

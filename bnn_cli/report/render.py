@@ -79,6 +79,9 @@ PLOT_CAPTIONS = {
     "uncertain_digits.png": "The most uncertain images and their predictive distributions",
     "prior_scales.png": "Posterior of the hierarchical prior's scales",
     "shift_rotate.png": "Rotated test images: accuracy, NLL, ECE and entropy against the angle",
+    "tune_history.png": "The objective of every trial, and the best so far",
+    "tune_importance.png": "How much of the objective's variation each parameter explains",
+    "tune_slice.png": "The objective against each parameter's value",
     **fit_report.PLOT_CAPTIONS,
 }
 

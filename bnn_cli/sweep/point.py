@@ -32,6 +32,13 @@ class Task:
     log_file: str
     threads: int
     evaluate: bool = True
+    # More `bnn train` arguments (a tuner's trial handle, `--resume RUN_DIR` with an empty
+    # config_file); a resumed run's directory is known beforehand.
+    extra_args: tuple[str, ...] = ()
+    run_dir: str | None = None
+    # The child dies with the thread that started it (Linux): a tuner killed outright leaves no
+    # fit running on behind it that its next start would not know of.
+    die_with_parent: bool = False
 
 
 LIVE: set[subprocess.Popen] = set()  # children running in this process, for Ctrl-C
@@ -45,12 +52,14 @@ def run_point(task: Task) -> dict[str, Any]:
     raises for a failed point: the outcome says `failed` and why."""
     if STOPPING.is_set():
         return {"state": "interrupted", "error": "the sweep was interrupted", "run_dir": None}
-    command = [sys.executable, "-m", "bnn_cli.cli", "train", task.config_file]
+    command = [sys.executable, "-m", "bnn_cli.cli", "train"]
+    command += [task.config_file] if task.config_file else []
     command += ["--runs-dir", task.runs_dir]
     if task.data_dir:
         command += ["--data-dir", task.data_dir]
     if not task.evaluate:
         command.append("--no-eval")
+    command += task.extra_args
     env = {**os.environ, **dict.fromkeys(THREAD_VARS, str(task.threads)), SIGINT_FROM_PARENT: "1"}
     before = set(runs_named(Path(task.runs_dir), task.config_name))
     start = time.perf_counter()
@@ -65,15 +74,29 @@ def run_point(task: Task) -> dict[str, Any]:
             stderr=log,
             env=env,
             start_new_session=True,  # a Ctrl-C reaches the sweep, which passes it on once
+            preexec_fn=_die_with_parent if task.die_with_parent else None,
         )
         stdout = _wait(proc)
     wall_s = round(time.perf_counter() - start, 2)
     lines = stdout.decode(errors="replace").strip().splitlines()
     run_dir = Path(lines[-1]) if proc.returncode == 0 and lines else None
+    if run_dir is None and task.run_dir:
+        run_dir = Path(task.run_dir)
     if run_dir is None:
         new = sorted(set(runs_named(Path(task.runs_dir), task.config_name)) - before)
         run_dir = new[-1] if new else None
     return _outcome(proc.returncode, run_dir, log_tail(task.log_file, offset), wall_s)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux for SIGKILL when the parent thread ends."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the child outlives a killed parent
+        pass
 
 
 def _wait(proc: subprocess.Popen) -> bytes:
@@ -97,8 +120,8 @@ def _outcome(rc: int, run_dir: Path | None, tail: str, wall_s: float) -> dict[st
         status = None
     run_state = status["state"] if status else None
     outcome = {"run_dir": str(run_dir) if run_dir else None, "wall_s": wall_s, "returncode": rc}
-    if rc == 0 and run_state == "complete":
-        return {**outcome, "state": "complete", "error": None}
+    if rc == 0 and run_state in ("complete", "pruned"):
+        return {**outcome, "state": run_state, "error": None}
     if rc < 0:
         error = f"killed by {signal.Signals(-rc).name}" if -rc in _SIGNALS else f"signal {-rc}"
         if run_state == "running":  # the process is gone: make the run directory honest

@@ -1,0 +1,236 @@
+"""The study database: Optuna's storage (an SQLite file beside the trials by default, or any URL
+Optuna takes), the seeded sampler and the pruner, and the bookkeeping that lets a study be
+continued: which trials count towards the budget, and which were cut off and are retried.
+
+A trial's user attributes say where its fit lives (`run_dir`), which `bnn tune` process runs it
+(`host`, `pid`), and, for a retried trial, the run it resumes (`resume`) and the trial it
+replaces (`retry_of`)."""
+
+from __future__ import annotations
+
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+from bnn_cli.atomic import pid_alive
+from bnn_cli.errors import ConfigError
+from bnn_cli.runs import read_status
+from bnn_cli.tune.spec import Param, TuneSpec
+
+logger = logging.getLogger(__name__)
+
+STUDY_FILE = "study.db"
+
+
+def import_optuna():
+    """Optuna, its INFO lines ("A new study created", one per trial) left to --debug: the
+    tuner prints its own line per trial."""
+    import optuna
+
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def default_storage(folder: Path) -> str:
+    return f"sqlite:///{(Path(folder) / STUDY_FILE).resolve()}"
+
+
+def open_storage(url: str):
+    """Optuna's RDB storage at `url`; a URL it cannot open, or a database that is not an
+    Optuna study database, is a ConfigError (exit 2) that names it."""
+    import sqlalchemy
+
+    optuna = import_optuna()
+    _check_sqlite_file(url)
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except (ValueError, ImportError, ModuleNotFoundError, sqlalchemy.exc.ArgumentError) as exc:
+        raise ConfigError(f"--storage '{url}' cannot be opened: {_first_line(exc)}") from None
+    except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as exc:
+        raise ConfigError(
+            f"--storage '{url}' cannot be opened as an Optuna study database: "
+            f"{_first_line(exc)} (give a new file or an existing study's database)"
+        ) from None
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    # Several processes (the tuner and each trial's fit) write to one SQLite file: wait for
+    # the lock rather than fail at once (SQLite's default is 5 s).
+    return {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+
+
+def _check_sqlite_file(url: str) -> None:
+    """SQLite would turn any existing file into a database or fail deep inside Alembic: check
+    that an existing file is an SQLite database first."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url[len("sqlite:///") :])
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as handle:
+            if handle.read(16) != b"SQLite format 3\x00":
+                raise ConfigError(
+                    f"--storage '{url}': '{path}' is not an SQLite database (give a new file or "
+                    "an existing study's database)"
+                )
+    elif not path.parent.is_dir():
+        raise ConfigError(f"--storage '{url}': the folder '{path.parent}' does not exist")
+
+
+def open_study(spec: TuneSpec, storage_url: str):
+    """Create the study, or load it to continue; refuses one whose direction differs."""
+    import optuna
+
+    storage = open_storage(storage_url)
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    if spec.name in existing:
+        direction = existing[spec.name].direction.name.lower()
+        if direction != spec.direction:
+            raise ConfigError(
+                f"study '{spec.name}' in '{storage_url}' was created to {direction}, and the tune "
+                f"file asks to {spec.direction}: give the study another name, or another --storage"
+            )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=spec.name,
+        direction=spec.direction,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec.pruner.__dict__),
+        load_if_exists=True,
+    )
+    for params in spec.enqueue:  # once per study: a continued study has them already
+        study.enqueue_trial(params, skip_if_exists=True)
+    return study
+
+
+def make_sampler(spec: TuneSpec):
+    import optuna
+
+    sampler = spec.sampler
+    if sampler.kind == "random":
+        return optuna.samplers.RandomSampler(seed=sampler.seed)
+    return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=sampler.startup_trials)
+
+
+def make_pruner(settings: dict[str, Any]):
+    """The pruner from the tune file's `pruner:` (a plain dict: it also travels to each trial's
+    fit, which asks it whether to stop)."""
+    import optuna
+
+    kind = settings["kind"]
+    if kind == "none":
+        return optuna.pruners.NopPruner()
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=settings["min_resource"], reduction_factor=settings["reduction_factor"]
+        )
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=settings["startup_trials"], n_warmup_steps=settings["warmup_steps"]
+    )
+
+
+def suggest(trial, space: tuple[Param, ...]) -> dict[str, Any]:
+    """The trial's value for each dotted key of the space (a retried trial gets its enqueued
+    values back)."""
+    values = {}
+    for p in space:
+        if p.kind == "categorical":
+            values[p.key] = trial.suggest_categorical(p.key, list(p.choices))
+        elif p.kind == "int":
+            values[p.key] = trial.suggest_int(p.key, p.low, p.high, step=p.step or 1, log=p.log)
+        else:
+            values[p.key] = trial.suggest_float(p.key, p.low, p.high, step=p.step, log=p.log)
+    return values
+
+
+def counted(study) -> int:
+    """Trials that count towards the budget: complete, pruned, failed for good (a diverged
+    fit), and those running now. A trial cut off by a killed process does not count (its retry
+    does), nor one waiting in the queue until it is asked."""
+    from optuna.trial import TrialState
+
+    def counts(t) -> bool:
+        if t.state == TrialState.FAIL:
+            return not t.user_attrs.get("retry")
+        return t.state != TrialState.WAITING
+
+    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
+
+
+def finished(study) -> list:
+    from optuna.trial import TrialState
+
+    done = (TrialState.COMPLETE, TrialState.PRUNED)
+    return [t for t in study.get_trials(deepcopy=False) if t.state in done]
+
+
+def reconcile(study, runs_dir: Path) -> list[int]:
+    """Make a continued study honest: a trial `running` whose `bnn tune` process is gone (on this
+    host) is marked failed, and every trial cut off (killed or interrupted) is enqueued again
+    once, with its run (found by its config name in `runs_dir` if its tuner died before hearing
+    back) to resume from. Returns the numbers of the trials re-enqueued."""
+    from optuna.trial import TrialState
+
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.RUNNING and _owner_gone(trial):
+            study._storage.set_trial_user_attr(trial._trial_id, "retry", True)
+            study._storage.set_trial_user_attr(trial._trial_id, "error", "its bnn tune was killed")
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = []
+    for trial in trials:
+        if trial.state == TrialState.FAIL and trial.user_attrs.get("retry"):
+            if trial.number in retried:
+                continue
+            attrs = {"retry_of": trial.number}
+            run_dir = trial.user_attrs.get("run_dir") or _newest_run(
+                runs_dir, trial.user_attrs.get("config_name")
+            )
+            if run_dir and resumable(Path(run_dir)):
+                attrs["resume"] = run_dir
+            study.enqueue_trial(trial.params, user_attrs=attrs)
+            again.append(trial.number)
+    return again
+
+
+def _newest_run(runs_dir: Path, config_name: str | None) -> str | None:
+    from bnn_cli.sweep.point import runs_named
+
+    found = runs_named(Path(runs_dir), config_name) if config_name else []
+    return str(found[-1]) if found else None
+
+
+def _owner_gone(trial) -> bool:
+    host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
+    return host == platform.node() and isinstance(pid, int) and not pid_alive(pid)
+
+
+def resumable(run_dir: Path) -> bool:
+    """A cut-off run that has a checkpoint to continue from."""
+    from bnn_cli.runs import store
+
+    try:
+        status = read_status(run_dir)
+    except Exception:  # a run directory that was never written, or is corrupt: start over
+        return False
+    if status["state"] == "running" and not store.process_gone(status):
+        return False
+    return status["state"] != "complete" and (run_dir / "checkpoint.npz").is_file()
+
+
+def owner_attrs() -> dict[str, Any]:
+    import os
+
+    return {"host": platform.node(), "pid": os.getpid()}
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def set_attrs(study, trial_id: int, attrs: dict[str, Any]) -> None:
+    for key, value in attrs.items():
+        study._storage.set_trial_user_attr(trial_id, key, value)
