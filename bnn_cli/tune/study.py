@@ -67,15 +67,34 @@ def _check_sqlite_file(url: str) -> None:
     if not url.startswith("sqlite:///"):
         return
     path = Path(url[len("sqlite:///") :])
+    advice = "give a new file or an existing study's database"
     if path.is_file() and path.stat().st_size > 0:
         with open(path, "rb") as handle:
             if handle.read(16) != b"SQLite format 3\x00":
                 raise ConfigError(
-                    f"--storage '{url}': '{path}' is not an SQLite database (give a new file or "
-                    "an existing study's database)"
+                    f"--storage '{url}': '{path}' is not an SQLite database ({advice})"
                 )
+        tables = _sqlite_tables(path)
+        if tables and "studies" not in tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise ConfigError(
+                f"--storage '{url}': '{path}' is a database, but not of Optuna studies (its "
+                f"tables: {shown}); {advice}"
+            )
     elif not path.parent.is_dir():
         raise ConfigError(f"--storage '{url}': the folder '{path.parent}' does not exist")
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    import sqlite3
+    from contextlib import closing
+
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"--storage: cannot read '{path}': {exc}") from None
+    return {name for (name,) in rows}
 
 
 def open_study(spec: TuneSpec, storage_url: str):

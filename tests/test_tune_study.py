@@ -1,0 +1,133 @@
+"""The study database: storage URLs that cannot be opened, a database that is not a study, a
+direction that changed, the budget, and a continued study's cut-off trials."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bnn_cli.errors import ConfigError, ExitCode
+from bnn_cli.runs import create_run_dir, write_status
+from bnn_cli.tune import study as studies
+from bnn_cli.tune.spec import load_tune
+from tests.tune_helpers import write_tune
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def spec(tmp_path):
+    return load_tune(write_tune(tmp_path / "spec", {}))
+
+
+def test_a_new_study_is_created_then_continued(tmp_path, spec):
+    url = studies.default_storage(tmp_path)
+    assert url == f"sqlite:///{tmp_path / 'study.db'}"
+    study = studies.open_study(spec, url)
+    study.tell(study.ask(), 0.5)
+    again = studies.open_study(spec, url)
+    assert [t.value for t in again.trials] == [0.5] and again.study_name == "tune"
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_text("hello"), "is not an SQLite database (give a new file or an "),
+        (
+            lambda p: sqlite3.connect(p).execute("CREATE TABLE songs (x)").connection.commit(),
+            "is a database, but not of Optuna studies (its tables: songs); give a new file",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_study_database_is_refused_untouched(tmp_path, spec, make, message):
+    path = tmp_path / "other.db"
+    make(path)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as info:
+        studies.open_study(spec, f"sqlite:///{path}")
+    assert message in str(info.value) and info.value.exit_code == ExitCode.USAGE
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("sqlite:////no/such/folder/study.db", "the folder '/no/such/folder' does not exist"),
+        ("nosuchdb://host/x", "--storage 'nosuchdb://host/x' cannot be opened: "),
+        ("postgresql://bnn@127.0.0.1:1/x", "--storage 'postgresql://bnn@127.0.0.1:1/x' cannot be"),
+    ],
+)
+def test_a_storage_url_that_cannot_be_opened_is_named(spec, url, message):
+    with pytest.raises(ConfigError) as info:
+        studies.open_study(spec, url)
+    assert message in str(info.value)
+
+
+def test_a_study_made_to_minimize_is_not_continued_to_maximize(tmp_path, spec):
+    url = studies.default_storage(tmp_path)
+    studies.open_study(spec, url)
+    other = load_tune(write_tune(tmp_path / "spec", {"objective": "val_accuracy"}))
+    with pytest.raises(ConfigError, match="was created to minimize, and the tune file asks to"):
+        studies.open_study(other, url)
+
+
+def test_a_trial_whose_tuner_died_is_failed_and_retried_once_from_its_run(tmp_path, spec):
+    study = studies.open_study(spec, studies.default_storage(tmp_path))
+    done = study.ask()
+    studies.suggest(done, spec.space)
+    study.tell(done, 0.3)
+    cut = study.ask()
+    params = studies.suggest(cut, spec.space)
+    run = create_run_dir(tmp_path / "runs", "tune-t0001")
+    write_status(run, "running", pid=dead_pid(), host=__import__("platform").node())
+    (run / "checkpoint.npz").write_bytes(b"")
+    attrs = {**studies.owner_attrs(), "pid": dead_pid(), "config_name": "tune-t0001"}
+    studies.set_attrs(study, cut._trial_id, attrs)
+    assert studies.counted(study) == 2
+
+    assert studies.reconcile(study, tmp_path / "runs") == [1]
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
+    assert trials[1].user_attrs["error"] == "its bnn tune was killed"
+    assert trials[2].user_attrs == {"retry_of": 1, "resume": str(run)}
+    assert studies.counted(study) == 1  # the cut-off trial no longer counts; its retry will
+    assert studies.reconcile(study, tmp_path / "runs") == []  # once only
+    retry = study.ask()
+    assert studies.suggest(retry, spec.space) == params
+
+
+def test_a_trial_of_a_live_tuner_is_left_running(tmp_path, spec):
+    study = studies.open_study(spec, studies.default_storage(tmp_path))
+    trial = study.ask()
+    studies.set_attrs(study, trial._trial_id, studies.owner_attrs())
+    assert studies.reconcile(study, tmp_path) == []
+    assert study.get_trials()[0].state == TrialState.RUNNING
+
+
+def test_suggest_covers_every_kind(tmp_path):
+    spec = load_tune(
+        write_tune(
+            tmp_path,
+            {
+                "space": {
+                    "inference.kl_warmup": {"type": "int", "low": 0, "high": 20, "step": 10},
+                    "model.activation": {"type": "categorical", "choices": ["relu", "tanh"]},
+                    "prior.gain": {"type": "float", "low": 0.5, "high": 4.0, "step": 0.5},
+                }
+            },
+        )
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    values = studies.suggest(study.ask(), spec.space)
+    assert values["inference.kl_warmup"] in (0, 10, 20)
+    assert values["model.activation"] in ("relu", "tanh")
+    assert values["prior.gain"] * 2 == int(values["prior.gain"] * 2)
