@@ -91,7 +91,7 @@ def run_tune(
     try:
         workers.run(runner, jobs)
     finally:
-        if executor == "ray":
+        if getattr(runner, "started", False):
             _ray_shutdown(None if debug else folder / "ray.log")
     return result
 
@@ -300,7 +300,8 @@ class RayRunner:
 
     def __init__(self, address: str | None, log_file: Path | None):
         self.ray = import_ray()
-        if not self.ray.is_initialized():
+        self.started = not self.ray.is_initialized()  # shut down at the end only if so
+        if self.started:
             join_cluster(self.ray, address, log_file)
         self.remote = self.ray.remote(run_point).options(num_cpus=1, max_retries=0)
         self.inflight: set = set()

@@ -1,0 +1,191 @@
+"""`bnn tune` end to end on real MNIST with a tiny model: a study that prunes a trial behind
+the median and writes best.yaml and its report, continued with more trials; a study killed
+outright in the middle of a trial and started again; the same study on a local Ray cluster;
+and the CLI's bad requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from bnn_cli.config import load_config
+from bnn_cli.runs import read_status
+from bnn_cli.tune import study as studies
+from tests.tune_helpers import TINY, write_tune
+
+GOOD = {"inference.learning_rate": 0.01, "prior.gain": 1.0}
+# A step so small the net barely moves: its validation NLL stays near log(10), far behind.
+BAD = {"inference.learning_rate": 1e-5, "prior.gain": 1.0}
+
+
+def bnn(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bnn_cli.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def load(runs: Path, name: str = "tune"):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = studies.default_storage(runs / "tunes" / name)
+    return optuna.load_study(study_name=name, storage=url)
+
+
+@pytest.mark.slow
+def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path, real_data_dir):
+    tune = write_tune(
+        tmp_path,
+        {
+            "enqueue": [GOOD, {**GOOD, "inference.learning_rate": 0.005}, BAD],
+            "pruner": {"kind": "median", "startup_trials": 2},
+        },
+    )
+    runs = tmp_path / "runs"
+    common = ("--runs-dir", str(runs), "--data-dir", str(real_data_dir))
+    done = bnn("tune", str(tune), *common)
+    assert done.returncode == 0, done.stderr
+    best = Path(done.stdout.strip().splitlines()[-1])
+    assert best == runs / "tunes" / "tune" / "best.yaml"
+    study = load(runs)
+    states = [t.state for t in study.trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
+    pruned = Path(study.trials[2].user_attrs["run_dir"])
+    status = read_status(pruned)
+    assert status["state"] == "pruned" and status["iterations_done"] == 10
+    assert status["message"].startswith("trial 2 pruned at iteration 10: val_nll ")
+    assert "trial 2 pruned in" in done.stderr and "3/3 finished, 1 pruned" in done.stderr
+    for trial in study.trials:  # ordinary runs, validated only: no test-split evaluation
+        run = Path(trial.user_attrs["run_dir"])
+        assert (run / "approx.npz").is_file() and not (run / "metrics.json").exists()
+    config = load_config(best)
+    assert config.inference.learning_rate == study.best_trial.params["inference.learning_rate"]
+    assert config.model.hidden == tuple(TINY["model.hidden"])
+    assert "| 2 | pruned |" in (runs / "tunes" / "tune" / "report.md").read_text()
+    compared = bnn("compare", "--runs-dir", str(runs), "--format", "json")
+    rows = {r["run"]: r for r in json.loads(compared.stdout)}
+    assert rows[pruned.name]["state"] == "pruned"
+
+    # Again with a larger budget: the three trials are kept, one more runs (two at a time).
+    values = [t.value for t in study.trials]
+    again = bnn("tune", str(tune), *common, "--trials", "4", "--jobs", "2")
+    assert again.returncode == 0, again.stderr
+    assert "continuing study 'tune': 3 of 4 trials finished" in again.stderr
+    study = load(runs)
+    assert len(study.trials) == 4 and [t.value for t in study.trials[:3]] == values
+    assert study.trials[3].state in (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+@pytest.mark.slow
+def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_one(
+    tmp_path, real_data_dir
+):
+    body = {
+        "set": {**TINY, "inference.iterations": 400, "inference.eval_every": 20},
+        "enqueue": [GOOD, {**GOOD, "prior.gain": 2.0}],
+        "pruner": "none",
+        "trials": 2,
+    }
+    tune = write_tune(tmp_path, body)
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
+    command += ["--data-dir", str(real_data_dir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:  # until trial 1 is past its second checkpoint
+            if (runs / "tunes" / "tune" / "study.db").is_file():
+                trials = load(runs).trials
+                if len(trials) == 2 and len(trials[1].intermediate_values) >= 2:
+                    break
+            assert proc.poll() is None, "bnn tune ended before it could be killed"
+            time.sleep(0.5)
+        else:
+            pytest.fail("trial 1 never reached its second checkpoint")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    first = load(runs).trials[0]
+    assert first.state == TrialState.COMPLETE
+    cut_run = next(runs.glob("*-tune-t0001-*"))
+    deadline = time.monotonic() + 30  # the trial's fit dies with its tuner
+    while time.monotonic() < deadline and read_status(cut_run).get("pid") and _alive(cut_run):
+        time.sleep(0.2)
+    assert not _alive(cut_run)
+
+    done = bnn("tune", str(tune), "--runs-dir", str(runs), "--data-dir", str(real_data_dir))
+    assert done.returncode == 0, done.stderr
+    assert "1 cut-off trial(s) to retry" in done.stderr
+    trials = load(runs).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
+    assert trials[0].value == first.value and trials[0].datetime_complete == first.datetime_complete
+    assert trials[2].user_attrs["retry_of"] == 1 and trials[2].params == trials[1].params
+    assert trials[2].user_attrs["run_dir"] == str(cut_run)  # resumed, not started over
+    assert read_status(cut_run)["state"] == "complete"
+    assert len(list(runs.glob("*-tune-t*"))) == 2
+
+
+def _alive(run: Path) -> bool:
+    pid = read_status(run).get("pid")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("ray")
+def test_a_study_on_a_local_ray_cluster(tmp_path, real_data_dir):
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'bnn[ray]'")
+    from bnn_cli.tune import load_tune, run_tune
+    from tests.sweep_helpers import quiet
+
+    spec = load_tune(write_tune(tmp_path, {"trials": 2, "pruner": "none"}))
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        result = run_tune(
+            spec, tmp_path / "runs", str(real_data_dir), quiet(), executor="ray", jobs=2
+        )
+    finally:
+        ray.shutdown()
+    trials = result.study.trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
+    assert all(read_status(Path(t.user_attrs["run_dir"]))["state"] == "complete" for t in trials)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--address", "x:1"), "error: --address needs --executor ray"),
+        (("--storage", "nosuchdb://x"), "error: --storage 'nosuchdb://x' cannot be opened: "),
+    ],
+)
+def test_bad_requests_are_one_error_line_with_exit_2(tmp_path, args, message):
+    tune = write_tune(tmp_path, {})
+    done = bnn("tune", str(tune), "--runs-dir", str(tmp_path / "runs"), *args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith(message)
+
+
+def test_an_unknown_space_key_is_refused_before_anything_is_written(tmp_path):
+    space = {"prior.gian": {"type": "float", "low": 0.5, "high": 2}}
+    tune = write_tune(tmp_path, {"space": space})
+    done = bnn("tune", str(tune), "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 2
+    assert "unknown key 'prior.gian' — did you mean 'prior.gain'?" in done.stderr
+    assert not (tmp_path / "runs").exists()
