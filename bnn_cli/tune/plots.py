@@ -116,3 +116,4 @@ def _draw_slices(fig, points: list[dict], spec: TuneSpec) -> None:
         ax.set_ylabel(spec.objective)
         ax.grid(alpha=0.3)
     fig.suptitle("Objective against each parameter (grey: pruned, at its last report)")
+    fig.tight_layout()  # keeps each panel's axis label clear of the panel below
