@@ -189,3 +189,22 @@ def test_an_unknown_space_key_is_refused_before_anything_is_written(tmp_path):
     assert done.returncode == 2
     assert "unknown key 'prior.gian' — did you mean 'prior.gain'?" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path, real_data_dir):
+    tune = write_tune(tmp_path, {"trials": 3, "pruner": "none"})
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
+    command += ["--data-dir", str(real_data_dir)]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(1)  # the first creates the study; the second joins it
+    second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for proc in (first, second):
+        assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()
+    trials = [t for t in load(runs).trials if not t.user_attrs.get("surplus")]
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    owners = {t.user_attrs["pid"] for t in trials}
+    assert owners == {first.pid, second.pid}
+    run_dirs = [t.user_attrs["run_dir"] for t in trials]
+    assert len(set(run_dirs)) == 3 and len(list(runs.glob("*-tune-t*"))) == 3

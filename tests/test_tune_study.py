@@ -131,3 +131,13 @@ def test_suggest_covers_every_kind(tmp_path):
     assert values["inference.kl_warmup"] in (0, 10, 20)
     assert values["model.activation"] in ("relu", "tanh")
     assert values["prior.gain"] * 2 == int(values["prior.gain"] * 2)
+
+
+def test_of_two_tuners_asking_at_once_past_the_budget_the_later_trial_gives_way(tmp_path, spec):
+    study = studies.open_study(spec, studies.default_storage(tmp_path))
+    first, second = study.ask(), study.ask()  # both tuners saw room for one more of 2
+    assert not studies.surplus(study, first, 2) and not studies.surplus(study, second, 2)
+    third = study.ask()
+    assert studies.surplus(study, third, 2)
+    assert study.get_trials()[2].state == TrialState.FAIL
+    assert studies.counted(study) == 2

@@ -155,6 +155,8 @@ class Workers:
             if studies.counted(study) >= spec.trials:
                 return None
             trial = study.ask()
+            if studies.surplus(study, trial, spec.trials):
+                return None
         return trial
 
     def _run_trial(self, trial, runner) -> None:

@@ -167,14 +167,30 @@ def counted(study) -> int:
     """Trials that count towards the budget: complete, pruned, failed for good (a diverged
     fit), and those running now. A trial cut off by a killed process does not count (its retry
     does), nor one waiting in the queue until it is asked."""
+
+    return sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
+
+
+def _counts(t) -> bool:
     from optuna.trial import TrialState
 
-    def counts(t) -> bool:
-        if t.state == TrialState.FAIL:
-            return not t.user_attrs.get("retry")
-        return t.state != TrialState.WAITING
+    if t.state == TrialState.FAIL:
+        return not (t.user_attrs.get("retry") or t.user_attrs.get("surplus"))
+    return t.state != TrialState.WAITING
 
-    return sum(1 for t in study.get_trials(deepcopy=False) if counts(t))
+
+def surplus(study, trial, budget: int) -> bool:
+    """Whether `trial`, just asked, is past the budget: two tuners on one study may both see
+    room for one more trial and ask at once; the later-numbered one then gives way (failed,
+    marked `surplus`, never counted), so the study ends with exactly `budget` trials."""
+    from optuna.trial import TrialState
+
+    ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
+    if len(ahead) < budget:
+        return False
+    study._storage.set_trial_user_attr(trial._trial_id, "surplus", True)
+    study.tell(trial, state=TrialState.FAIL)
+    return True
 
 
 def finished(study) -> list:
