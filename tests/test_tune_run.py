@@ -198,7 +198,10 @@ def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path
     command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
     command += ["--data-dir", str(real_data_dir)]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1)  # the first creates the study; the second joins it
+    deadline = time.monotonic() + 60  # the first creates the study; the second joins it
+    while time.monotonic() < deadline and not (runs / "tunes" / "tune" / "study.db").is_file():
+        time.sleep(0.2)
+    time.sleep(1)
     second = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for proc in (first, second):
         assert proc.wait(timeout=600) == 0, proc.stderr.read().decode()
