@@ -111,12 +111,23 @@ def download_mnist(
 
 @cli.command(
     epilog=_examples(
-        "bnn train configs/smoke.yaml",
         "bnn train configs/mlp.yaml --set inference.iterations=2000 --set seed=1",
         "BNN_RUNS_DIR=/scratch/runs bnn train configs/conv.yaml --no-eval",
+        "bnn train --resume runs/<id>   # go on with a run that was interrupted or killed",
     )
 )
-@click.argument("config_path", metavar="CONFIG.yaml", type=click.Path(dir_okay=False))
+@click.argument(
+    "config_path", metavar="[CONFIG.yaml]", required=False, type=click.Path(dir_okay=False)
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    metavar="RUN_DIR",
+    type=click.Path(),
+    help="Instead of CONFIG.yaml: go on with a run that was interrupted, killed or pruned, from "
+    "its last validation, in its own directory; it ends as an unbroken fit would, bit for bit. "
+    "Default: train CONFIG.yaml as a new run.",
+)
 @click.option(
     "--set",
     "overrides",
@@ -157,20 +168,33 @@ def train(
     jobs: int | None,
     address: str | None,
     tune_trial: str | None,
+    resume_dir: str | None,
 ) -> None:
     """Build the PyMC model, fit it with minibatch ADVI, and write runs/<id>/.
 
     With inference.ensemble: N, fit N members (seeds seed .. seed + N - 1) and evaluate
-    their mixture; training the same config again resumes it. The run directory's path is the
-    last line of standard output.
+    their mixture; training the same config again resumes it. With --resume RUN_DIR, go on
+    with that run from its last validation. The run directory's path is the last line of
+    standard output.
     """
     from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
-    config = load_config(Path(config_path), list(overrides))
+    if (config_path is None) == (resume_dir is None):
+        raise click.UsageError(
+            "give CONFIG.yaml to train a new run, or --resume RUN_DIR to go on with one "
+            "that was cut off"
+            + ("" if config_path is None else ", not both (a run keeps its own config.yaml)")
+        )
+    if resume_dir is not None and overrides:
+        raise click.UsageError(
+            "--set does not apply to --resume: the run's own config.yaml decides its numbers "
+            "(train a new run to change them)"
+        )
+    config = load_config(Path(config_path), list(overrides)) if config_path else None
     options = (("--executor", executor), ("--jobs", jobs), ("--address", address))
     given = [flag for flag, value in options if value]
-    if given and not config.inference.ensemble:
+    if given and (config is None or not config.inference.ensemble):
         raise click.UsageError(
             f"{' and '.join(given)} {'apply' if len(given) > 1 else 'applies'} to ensembles "
             "only; set inference.ensemble (e.g. --set inference.ensemble=5) or leave them out"
@@ -192,6 +216,7 @@ def train(
         argv=sys.argv,
         executor=how,
         callbacks=extra,
+        resume_dir=Path(resume_dir) if resume_dir else None,
     )
     out_console.print(str(run_dir), soft_wrap=True, highlight=False)
 

@@ -6,13 +6,14 @@ Every exit path leaves the run directory honest: `complete` only when everything
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -22,14 +23,14 @@ from bnn_cli import __version__, atomic, runs
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
-from bnn_cli.errors import BnnError
+from bnn_cli.errors import BnnError, RunError
 from bnn_cli.fit.loop import Callback, Pruned
 
 logger = logging.getLogger(__name__)
 
 
 def train_and_evaluate(
-    config: Config,
+    config: Config | None,
     runs_dir: Path,
     data_dir: str | None,
     evaluate: bool,
@@ -37,17 +38,26 @@ def train_and_evaluate(
     argv: list[str] | None = None,
     executor: dict | None = None,
     callbacks: Sequence[Callback] = (),
+    resume_dir: Path | None = None,
 ) -> Path:
     """Train (one fit, or an ensemble's members on `executor`: `ensemble.train_ensemble`'s
     executor, jobs and address) and, unless told not to, evaluate on the test split.
     `callbacks` run after the fit's own at every block (a tuner's pruner); a pruned run is
-    not evaluated."""
+    not evaluated. With `resume_dir` (and no config), go on with that run instead: its own
+    config.yaml decides."""
+    found = None
+    if resume_dir is not None:  # refused before anything else is looked at
+        found = resumable(Path(resume_dir))
+        config = found[0]
+        data_dir = runs.run_data_dir(Path(resume_dir), data_dir)
     if evaluate:  # a missing OOD set is reported now, not after the fit
         from bnn_cli.data.datasets import load_ood_images
 
         for name in config.evaluate.ood:
             load_ood_images(name, data_dir, "test", 0)
-    if config.inference.ensemble:
+    if found is not None:
+        run_dir = resume(Path(resume_dir), data_dir, console, argv, callbacks, found)
+    elif config.inference.ensemble:
         from bnn_cli.ensemble import train_ensemble
 
         run_dir = train_ensemble(config, runs_dir, data_dir, console, argv, **(executor or {}))
@@ -85,10 +95,8 @@ def train(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
     )
     run_dir = runs.create_run_dir(runs_dir, config.name)
-    fit = None
-    # From here on every way out leaves the run directory saying how it ended: the one place
-    # that handles Ctrl-C (and SIGTERM, which the CLI turns into it) and failures.
-    try:
+
+    def start() -> Fit:
         from bnn_cli.fit import backend
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
@@ -105,13 +113,154 @@ def train(
             host=platform.node(),  # with pid: lets `evaluate` tell a killed run from a live one
         )
         console.print(f"run directory: {run_dir}", highlight=False)
-        pt_meta = meta["pytensor"]
+        print_backend(console, meta["pytensor"])
+        return Fit(run_dir, config, splits, mode)
+
+    run_to_end(
+        run_dir, console, start, callbacks, "before the first checkpoint; no parameters saved"
+    )
+    return run_dir
+
+
+def resume(
+    run_dir: Path,
+    data_dir: str | None,
+    console: Console,
+    argv: list[str] | None = None,
+    callbacks: Sequence[Callback] = (),
+    found: tuple | None = None,
+) -> Path:
+    """Go on with a run that was cut off (interrupted, killed, pruned, failed) from its last
+    checkpoint, in its own directory, to the end: the parameters it ends with are those of a
+    fit that never stopped, bit for bit. Refuses (RunError) a run that cannot be resumed;
+    `found` is what `resumable(run_dir)` returned, when the caller has asked already."""
+    from bnn_cli.data.datasets import load_splits
+
+    run_dir = Path(run_dir)
+    config, saved = found or resumable(run_dir)
+    splits = load_splits(
+        config.data.dataset,
+        runs.run_data_dir(run_dir, data_dir),
+        config.data.train_size,
+        config.data.val_size,
+    )
+
+    def start() -> Fit:
+        from bnn_cli.fit import backend
+        from bnn_cli.fit.steppers import steps_per_call
+
+        mode = backend.configure(config.inference.floatX, config.inference.backend)
+        pt_meta = {
+            "backend": config.inference.backend,
+            "device": backend.device(config.inference.backend),
+            "steps_per_call": steps_per_call(config.inference),
+        }
+        record_resume(run_dir, saved.iteration, argv, pt_meta)
+        runs.write_status(
+            run_dir,
+            "running",
+            clear=("message", "finished"),  # how it ended before: no longer true
+            iterations_done=saved.iteration,
+            pid=os.getpid(),
+            host=platform.node(),
+        )
         console.print(
-            f"fitting with PyTensor's {pt_meta['backend']} backend on {pt_meta['device']}, "
-            f"{pt_meta['steps_per_call']} step(s) per call",
+            f"resuming run {run_dir} at iteration {saved.iteration} of "
+            f"{config.inference.iterations}",
             highlight=False,
         )
+        print_backend(console, pt_meta)
         fit = Fit(run_dir, config, splits, mode)
+        fit.restore(saved)
+        return fit
+
+    cut = f"before the fit resumed; its checkpoint (iteration {saved.iteration}) is kept"
+    run_to_end(run_dir, console, start, callbacks, cut)
+    return run_dir
+
+
+def resumable(run_dir: Path):
+    """The run's config and checkpoint, or a RunError saying why it cannot be resumed and what
+    to do instead."""
+    from bnn_cli.ensemble import is_ensemble
+    from bnn_cli.fit import resume as fit_resume
+
+    run = runs.open_run(run_dir, allow_incomplete=True)  # a directory, a status, a config
+    name, status = run_dir.name, run.status
+    if is_ensemble(run_dir):
+        raise RunError(
+            f"'{name}' is an ensemble: train its config again to resume it (bnn train "
+            f"{run_dir / 'config.yaml'} --runs-dir {run_dir.parent}); complete members are "
+            "kept and cut-off ones resume"
+        )
+    if status["state"] == "complete":
+        raise RunError(f"run '{name}' is complete: there is nothing to resume")
+    if status["state"] == "running" and not runs.process_gone(status):
+        pid, host = status.get("pid"), status.get("host")
+        where = f"pid {pid}" + (f" on {host}" if host and host != platform.node() else "")
+        raise RunError(
+            f"run '{name}' is still running ({where}): wait for it to finish, or stop it "
+            "before resuming"
+        )
+    config = runs.run_config(run)
+    if not fit_resume.exists(run_dir):
+        raise RunError(
+            f"run '{name}' has no checkpoint to resume from: it stopped before its first "
+            f"validation (iteration {config.inference.eval_every}); train it again"
+        )
+    saved = fit_resume.load(run_dir)
+    if not fit_resume.matches(saved, config):
+        raise RunError(
+            f"run '{name}': config.yaml is not the configuration its checkpoint was written "
+            "with; put it back as it was, or train the new config as a new run"
+        )
+    return config, saved
+
+
+def record_resume(run_dir: Path, iteration: int, argv: list[str] | None, pt_meta: dict) -> None:
+    """meta.json's `resumed`: one entry per resume (where, when, by which command, on what)."""
+    path = run_dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        meta = {}  # a damaged meta.json must not stop the fit: keep what is known now
+    meta.setdefault("resumed", []).append(
+        {
+            "iteration": iteration,
+            "utc": runs.utc_now(),
+            "command_line": list(argv or sys.argv),
+            "host": platform.node(),
+            "pid": os.getpid(),
+            "pytensor": pt_meta,
+        }
+    )
+    atomic.atomic_write_json(path, meta)
+
+
+def print_backend(console: Console, pt_meta: dict) -> None:
+    console.print(
+        f"fitting with PyTensor's {pt_meta['backend']} backend on {pt_meta['device']}, "
+        f"{pt_meta['steps_per_call']} step(s) per call",
+        highlight=False,
+    )
+
+
+def run_to_end(
+    run_dir: Path,
+    console: Console,
+    start: Callable[[], Fit],
+    callbacks: Sequence[Callback],
+    cut_short: str,
+) -> None:
+    """`start()` the fit and run it to the end. From here on every way out leaves the run
+    directory saying how it ended: the one place that handles Ctrl-C (and SIGTERM, which the
+    CLI turns into it) and failures, for a new fit and a resumed one alike. `cut_short` says
+    what a Ctrl-C before the fit began leaves."""
+    fit = None
+    try:
+        fit = start()
         fit.run(console, callbacks)
     except Pruned as pruned:
         with signals_held():
@@ -124,11 +273,10 @@ def train(
             if fit is not None:
                 fit.checkpoint.save(fit.state)
                 message = (
-                    f"stopped by {cause}; the parameters so far are saved "
-                    "(evaluate with --allow-incomplete)"
+                    f"stopped by {cause}; the parameters so far are saved ({next_steps(run_dir)})"
                 )
             else:
-                message = f"stopped by {cause} before the first checkpoint; no parameters saved"
+                message = f"stopped by {cause} {cut_short}"
             mark_ended(run_dir, "interrupted", message=message)
         console.print(f"run {run_dir} interrupted: {message}", highlight=False)
         raise
@@ -139,7 +287,15 @@ def train(
         done = {"iterations_done": fit.state.iteration} if fit is not None else {}
         mark_ended(run_dir, "failed", message=reason, **done)
         raise
-    return run_dir
+
+
+def next_steps(run_dir: Path) -> str:
+    """What a user can do with a run cut off after some iterations."""
+    from bnn_cli.fit import resume as fit_resume
+
+    if fit_resume.exists(run_dir):
+        return f"resume with bnn train --resume {run_dir}, or evaluate with --allow-incomplete"
+    return "evaluate with --allow-incomplete"
 
 
 def mark_ended(run_dir: Path, state: str, **fields) -> None:
@@ -181,7 +337,9 @@ class Fit:
         opens = diagnostics.window_start(settings.iterations, self.stepper.k)
         self.window = callbacks.ConvergenceWindow(opens)
         self.early = callbacks.EarlyStopping.from_settings(settings)
-        self.checkpoint = callbacks.Checkpoint(run_dir, settings, self.compile_s, self.kept)
+        self.checkpoint = callbacks.Checkpoint(
+            run_dir, settings, self.compile_s, self.kept, self.save_resumable
+        )
         self.callbacks = [
             callbacks.LossLog(callbacks.log_every(settings)),
             self.window,
@@ -197,16 +355,39 @@ class Fit:
             return self.early.best.arrays
         return params.from_approx(self.advi.approx)
 
+    def save_resumable(self, state) -> None:
+        from bnn_cli.fit import resume as fit_resume
+
+        early, window = self.early, self.window
+        fit_resume.save(
+            self.run_dir, self.config, self.stepper, state, early, window, self.compile_s
+        )
+
+    def restore(self, saved) -> None:
+        """Go on from a checkpoint (`fit.resume.Saved`) of the same config. The compile time
+        counts every process's: wall_s is what the whole fit cost."""
+        from bnn_cli.fit import resume as fit_resume
+
+        earlier = fit_resume.restore(saved, self.stepper, self.state, self.early, self.window)
+        self.compile_s += earlier
+        self.checkpoint.compile_s = self.compile_s
+
     def run(self, console: Console, extra: Sequence[Callback] = ()) -> None:
         """Fit, with `extra` callbacks after the fit's own (after the checkpoint, so a run they
         end has its last validation saved), and mark the run complete."""
         from bnn_cli.fit import callbacks, loop
+        from bnn_cli.fit import resume as fit_resume
         from bnn_cli.posterior import params
 
         settings, state = self.config.inference, self.state
         with make_progress(console) as progress:
             task = progress.add_task(
-                "ADVI", total=settings.iterations, loss=float("nan"), val="—", rate=""
+                "ADVI",
+                total=settings.iterations,
+                completed=state.iteration,  # a resumed fit's earlier iterations
+                loss=float("nan"),
+                val="—",
+                rate="",
             )
             bar = callbacks.ProgressBar(progress, task)
             early = [self.early] if self.early is not None else []
@@ -233,6 +414,7 @@ class Fit:
             convergence=verdict,
             finished=runs.utc_now(),
         )
+        fit_resume.discard(self.run_dir)  # a complete run is not resumed: the file would only weigh
         console.print(
             f"trained {state.iteration} iterations in {train_s:.1f} s "
             f"({state.iteration / max(train_s, 1e-9):.1f} it/s, compile {self.compile_s:.1f} s);"

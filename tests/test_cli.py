@@ -76,7 +76,11 @@ def test_help_ends_with_examples(command):
             "error: no such option '--forc' — did you mean '--force'? "
             "(see 'bnn download-mnist --help')",
         ),
-        (["train"], "error: missing argument 'CONFIG.yaml' (see 'bnn train --help')"),
+        (
+            ["train"],
+            "error: give CONFIG.yaml to train a new run, or --resume RUN_DIR to go on with one "
+            "that was cut off (see 'bnn train --help')",
+        ),
         (
             ["compare", "--format", "xml"],
             "error: invalid value for '--format': 'xml' is not one of 'table', 'markdown', "

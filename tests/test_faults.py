@@ -1088,7 +1088,8 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
     status = status_of(run_dir)
     assert status["state"] == "interrupted"
     assert status["message"] == (
-        f"stopped by {cause}; the parameters so far are saved (evaluate with --allow-incomplete)"
+        f"stopped by {cause}; the parameters so far are saved (resume with bnn train --resume "
+        f"{run_dir}, or evaluate with --allow-incomplete)"
     )
     assert status["iterations_done"] >= 25
     with np.load(run_dir / "approx.npz") as npz:

@@ -115,3 +115,20 @@ def test_checkpoint_saves_the_kept_parameters_and_the_run_files(tmp_path):
     assert files.read_elbo_csv(tmp_path)["loss"].tolist() == [1.0]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "running" and status["iterations_done"] == 10
+
+
+def test_checkpoint_writes_the_state_to_resume_from_at_validations_only(tmp_path):
+    """At a validation, between blocks; never from `save` alone (the Ctrl-C path, where a
+    K-step call may have moved the minibatch order on already)."""
+    settings = InferenceConfig(iterations=20, eval_every=10)
+    resumable = []
+    checkpoint = callbacks.Checkpoint(
+        tmp_path, settings, 1.5, lambda: {"mu/w": np.ones(2)}, resumable.append
+    )
+    state = FitState(iteration=5)
+    checkpoint(None, state)
+    checkpoint.save(state)
+    assert resumable == []
+    state.iteration = 10
+    checkpoint(None, state)
+    assert resumable == [state]

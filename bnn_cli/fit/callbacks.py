@@ -192,20 +192,34 @@ def describe_metric(metric: str, value: float) -> str:
 
 class Checkpoint:
     """Saves the run's files at every validation: approx.npz (`kept()`: the parameters the
-    fit would keep if it ended now), elbo.csv, diagnostics.csv and a `running` status."""
+    fit would keep if it ended now), elbo.csv, diagnostics.csv, the fit's whole state to resume
+    from (`resumable(state)`: `fit.resume`) and a `running` status."""
 
-    def __init__(self, run_dir: Path, settings: InferenceConfig, compile_s: float, kept):
+    def __init__(
+        self,
+        run_dir: Path,
+        settings: InferenceConfig,
+        compile_s: float,
+        kept,
+        resumable: Callable[[FitState], None] | None = None,
+    ):
         self.run_dir, self.settings, self.compile_s = run_dir, settings, compile_s
         self.kept: Callable[[], dict] = kept
+        self.resumable = resumable
 
     def __call__(self, approx, state: FitState) -> None:
         if state.is_eval_point(self.settings):
-            self.save(state)
+            self.save(state, resumable=True)
 
-    def save(self, state: FitState) -> None:
+    def save(self, state: FitState, resumable: bool = False) -> None:
+        """The run's files; with `resumable`, also the state to resume from. Only between
+        blocks at a validation, never on Ctrl-C: inside a K-step call the minibatch order has
+        already moved on, and the state would not resume as an unbroken fit goes on."""
         params.save(self.run_dir, self.kept())
         files.write_elbo_csv(self.run_dir, state.rows)
         files.write_diagnostics_csv(self.run_dir, state.tensor_rows)
+        if resumable and self.resumable is not None:
+            self.resumable(state)  # before the status, whose iterations_done it then backs
         store.write_status(
             self.run_dir,
             "running",

@@ -102,7 +102,7 @@ class MultiStep:
         fn, schedules = compile_step_function(advi, settings, mode)
         if fn.maker.linker.scalar_shape_inputs:
             raise RuntimeError("the JAX step function has shape inputs; use steps_per_call 1")
-        self.settings, self.feeder, self.k = settings, feeder, k
+        self.fn, self.settings, self.feeder, self.k = fn, settings, feeder, k  # fn: for resume
         self.cells = fn.vm.inputs  # the shared variables' storage, in the graph's input order
         # Inputs are found by their storage: PyTensor may clone a shared variable, not its cell.
         position = {id(cell): i for i, cell in enumerate(self.cells)}

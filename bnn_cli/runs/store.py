@@ -58,11 +58,16 @@ def create_run_dir(runs_dir: Path, config_name: str) -> Path:
     raise RunError(f"could not find a free run directory name in '{runs_dir}'")
 
 
-def write_status(run_dir: Path, state: str, **fields: Any) -> dict[str, Any]:
-    """Update status.json atomically; keeps earlier fields (e.g. `created`)."""
+def write_status(
+    run_dir: Path, state: str, clear: tuple[str, ...] = (), **fields: Any
+) -> dict[str, Any]:
+    """Update status.json atomically; keeps earlier fields (e.g. `created`) but those named in
+    `clear` (a resumed run's message of how it ended before)."""
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
     status = read_status(run_dir, missing_ok=True) or {"created": utc_now()}
+    for key in clear:
+        status.pop(key, None)
     status.update(fields)
     status["state"] = state
     status["updated"] = utc_now()
