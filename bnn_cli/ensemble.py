@@ -12,7 +12,9 @@ fails or is killed leaves the others intact. The ensemble's own directory holds
 
 and, from `bnn evaluate`, the report of the equal mixture of the members' predictives (the
 draws split among them), with each member's own figures beside it. Training the same config
-again resumes the newest such directory: members already complete are kept, not refit.
+again resumes the newest such directory: members already complete are kept, not refit, and a
+member cut off after a validation goes on from its checkpoint (`bnn train --resume`, through the
+sweep's manifest) rather than starting over.
 """
 
 from __future__ import annotations

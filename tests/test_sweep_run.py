@@ -167,3 +167,58 @@ def test_a_sweep_in_a_pipe_shows_every_value_in_full(tmp_path, fake_train):  # n
         assert line.endswith(f": {point['run_dir']}")  # the run's path, whole, on its line
     for value in ("fixed", "hierarchical", "95.50% ± 0.71%", "90.50% ± 0.71%", "2/2"):
         assert value in out.stdout
+
+
+def test_a_point_cut_off_after_a_checkpoint_resumes_in_its_run(tmp_path, monkeypatch):
+    """Its run (interrupted, with a checkpoint of the point's config) is recorded in the
+    manifest as the one to resume, and the point's `bnn train` is `--resume` of it; a point
+    whose run has a checkpoint of another config starts over."""
+    from bnn_cli.sweep import run as sweep_run
+    from tests.test_fit_resume import run_with_checkpoint
+
+    sweep = sweeps.load_sweep(tiny_sweep(tmp_path, {"seed": [0, 1]}))
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    cut = run_with_checkpoint(
+        runs / f"20260101-000000-{sweep.points[0].config.name}-abcdef", "interrupted",
+        sweep.points[0].config,
+    )  # fmt: skip
+    run_with_checkpoint(
+        runs / f"20260101-000000-{sweep.points[1].config.name}-abcdef", "interrupted"
+    )  # the default config's checkpoint: not this point's
+    tasks = []
+
+    def run_local(todo, jobs, record):
+        for task in todo:
+            tasks.append(task)
+            run_dir = task.run_dir or str(runs / "20260101-000001-new-abcdef")
+            record(task, {"state": "complete", "run_dir": run_dir, "wall_s": 1.0})
+
+    monkeypatch.setattr(sweep_run, "run_local", run_local)
+    console = quiet()
+    result = sweeps.run_sweep(sweep, runs, None, console)
+    first, second = tasks
+    assert (first.config_file, first.extra_args, first.run_dir) == (
+        "",
+        ("--resume", str(cut)),
+        str(cut),
+    )
+    assert second.config_file.endswith("seed=1.yaml") and second.extra_args == ()
+    entry = result.entries[sweep.points[0].key]
+    assert (entry["resume"], entry["run"], entry["previous_runs"]) == (str(cut), cut.name, [])
+    assert f"resume seed=0 from its last checkpoint ({cut.name})" in console.export_text()
+
+
+@pytest.mark.slow
+def test_a_real_point_killed_after_a_checkpoint_goes_on_from_it(tmp_path, real_data_dir):
+    from tests.test_resume import killed_run
+
+    sweep = sweeps.load_sweep(tiny_sweep(tmp_path, {"seed": [0]}))
+    runs = tmp_path / "runs"
+    cut = killed_run(sweep.points[0].config, runs, real_data_dir, 30)  # a real fit, cut at 30
+    result = sweeps.run_sweep(sweep, runs, str(real_data_dir), quiet())
+    assert not result.failed()
+    assert point_runs(runs, sweep, "seed=0") == [cut]  # the same run, not a new one
+    assert read_status(cut)["state"] == "complete" and (cut / "metrics.json").is_file()
+    meta = json.loads((cut / "meta.json").read_text())
+    assert [entry["iteration"] for entry in meta["resumed"]] == [30]

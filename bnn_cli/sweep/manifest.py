@@ -45,16 +45,19 @@ def prepare(sweep: Sweep, runs_dir: Path, console: Console) -> SweepResult:
     for point in sweep.points:
         old = previous.get(point.key, {})
         done = _complete_run(point, runs_dir, old.get("run"))
+        resume = None if done else _resumable_run(point, runs_dir, old.get("run"))
+        current = done or resume
         history = list(old.get("previous_runs", []))
-        if old.get("run") and old["run"] != (done.name if done else None):
+        if old.get("run") and old["run"] != (current.name if current else None):
             history.append(old["run"])
         result.entries[point.key] = {
             "label": point.label,
             "overrides": point.overrides,
             "config_name": point.config.name,
             "state": "complete" if done else "pending",
-            "run": done.name if done else None,
-            "run_dir": str(done) if done else None,
+            "run": current.name if current else None,
+            "run_dir": str(current) if current else None,
+            "resume": str(resume) if resume else None,  # goes on from its checkpoint
             "error": None,
             "wall_s": old.get("wall_s") if done else None,
             "attempts": old.get("attempts", 0),
@@ -80,6 +83,21 @@ def _complete_run(point: Point, runs_dir: Path, recorded: str | None) -> Path | 
         except (BnnError, OSError, yaml.YAMLError, UnicodeDecodeError):
             continue
         if status and status["state"] == "complete" and config == point.config:
+            return run_dir
+    return None
+
+
+def _resumable_run(point: Point, runs_dir: Path, recorded: str | None) -> Path | None:
+    """The point's run cut off after a checkpoint (interrupted, killed, failed), with the same
+    config: `bnn train --resume` goes on with it rather than starting the point over. The
+    recorded one, else the newest found by name."""
+    from bnn_cli.fit.resume import can_resume
+
+    candidates = ([runs_dir / recorded] if recorded else []) + runs_named(
+        runs_dir, point.config.name
+    )[::-1]
+    for run_dir in candidates:
+        if can_resume(run_dir, point.config):
             return run_dir
     return None
 

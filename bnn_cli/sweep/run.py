@@ -62,7 +62,10 @@ def run_sweep(
             from bnn_cli.data.datasets import resolve_data_dir
 
             data = str(resolve_data_dir(None).resolve())  # the workers' environment may differ
-        tasks = [_task(p, folder, runs_dir, data, threads, sweep.evaluate) for p in todo]
+        tasks = [
+            _task(p, folder, runs_dir, data, threads, sweep.evaluate, result.entries[p.key])
+            for p in todo
+        ]
         ray_log = None if debug else folder / "ray.log"
         ray_args = (address, cpus_per_point, gpus_per_point, ray_log)
         _execute(result, tasks, console, executor, jobs, ray_args)
@@ -72,20 +75,31 @@ def run_sweep(
 
 
 def _task(
-    point: Point, folder: Path, runs_dir: Path, data: str | None, threads: int, evaluate: bool
+    point: Point,
+    folder: Path,
+    runs_dir: Path,
+    data: str | None,
+    threads: int,
+    evaluate: bool,
+    entry: dict[str, Any],
 ) -> Task:
+    """The point's `bnn train`: of its config, or `--resume` of its run cut off after a
+    checkpoint (the manifest entry's `resume`), which its own config.yaml then decides."""
     config_file = folder / f"{point.label}.yaml"
     atomic_write_text(config_file, config_yaml(point.config))
     log_file = folder / f"{point.label}.log"
+    resume = entry.get("resume")
     return Task(
         point.label,
         point.config.name,
-        str(config_file),
+        "" if resume else str(config_file),
         str(runs_dir),
         data,
         str(log_file),
         threads,
         evaluate,
+        extra_args=("--resume", resume) if resume else (),
+        run_dir=resume,
     )
 
 
@@ -104,6 +118,13 @@ def _execute(
             f"  [dim]skip[/] {escape(label)}: already complete ({by_label[label]['run']})",
             highlight=False,
         )
+    for task in tasks:
+        if task.run_dir:
+            console.print(
+                f"  [dim]resume[/] {escape(task.label)} from its last checkpoint "
+                f"({by_label[task.label]['run']})",
+                highlight=False,
+            )
     with _progress(console) as progress:
         bar = progress.add_task(
             f"{result.sweep.kind} {result.sweep.name}", total=total, completed=len(result.skipped)
