@@ -244,6 +244,7 @@ def _owner_gone(trial) -> bool:
 
 def resumable(run_dir: Path) -> bool:
     """A cut-off run that has a checkpoint to continue from."""
+    from bnn_cli.fit import resume
     from bnn_cli.runs import store
 
     try:
@@ -252,7 +253,7 @@ def resumable(run_dir: Path) -> bool:
         return False
     if status["state"] == "running" and not store.process_gone(status):
         return False
-    return status["state"] != "complete" and (run_dir / "checkpoint.npz").is_file()
+    return status["state"] != "complete" and (run_dir / resume.FILE_NAME).is_file()
 
 
 def owner_attrs() -> dict[str, Any]:
