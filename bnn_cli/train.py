@@ -2,6 +2,8 @@
 
 Every exit path leaves the run directory honest: `complete` only when everything is written,
 `interrupted` (parameters so far saved) on Ctrl-C, `failed` with the reason on divergence or error.
+`resume` (`bnn train --resume RUN_DIR`) goes on with a run cut off, from its last checkpoint, in
+its own directory and through the same exit paths (`run_to_end`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -25,6 +28,9 @@ from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.fit.loop import Callback, Pruned
+
+if TYPE_CHECKING:
+    from bnn_cli.fit import resume as fit_resume
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +134,7 @@ def resume(
     console: Console,
     argv: list[str] | None = None,
     callbacks: Sequence[Callback] = (),
-    found: tuple | None = None,
+    found: tuple[Config, fit_resume.Saved] | None = None,
 ) -> Path:
     """Go on with a run that was cut off (interrupted, killed, pruned, failed) from its last
     checkpoint, in its own directory, to the end: the parameters it ends with are those of a
@@ -179,7 +185,7 @@ def resume(
     return run_dir
 
 
-def resumable(run_dir: Path):
+def resumable(run_dir: Path) -> tuple[Config, fit_resume.Saved]:
     """The run's config and checkpoint, or a RunError saying why it cannot be resumed and what
     to do instead."""
     from bnn_cli.ensemble import is_ensemble
