@@ -525,7 +525,6 @@ def sweep(
         "bnn tune configs/tunes/tune_smoke.yaml --jobs 2",
         "bnn tune my_tune.yaml --trials 50   # continue the study up to 50 trials",
         "bnn tune my_tune.yaml --storage postgresql://user@db/bnn --jobs 4   # shared study",
-        "bnn train runs/tunes/tune_smoke/best.yaml   # the best trial's settings, on test",
     )
 )
 @click.argument("tune_path", metavar="TUNE.yaml", type=click.Path(dir_okay=False))
@@ -580,7 +579,8 @@ def tune(
     Each trial is an ordinary run (`bnn train --no-eval`) that reports its validation figures
     at every eval_every and is pruned when it falls behind. Running the command again
     continues the study; trials cut off resume from their checkpoints. Writes best.yaml and
-    report.html into <runs dir>/tunes/<name>/; prints the trials, then best.yaml's path.
+    report.html into <runs dir>/tunes/<name>/; prints the trials, then best.yaml's path
+    (train and test the best settings with `bnn train <that path>`).
     """
     import dataclasses
 

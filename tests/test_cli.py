@@ -42,14 +42,16 @@ def option_help(command: str, option: str) -> str:
 
 
 def test_every_command_is_covered():
-    assert COMMANDS == ["compare", "download-mnist", "evaluate", "predict", "sweep", "train"]
+    assert COMMANDS == [
+        "compare", "download-mnist", "evaluate", "predict", "sweep", "train", "tune"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_option_says_what_it_does_and_its_default(command):
     params = [p for p in cli.commands[command].params if isinstance(p, click.Option)]
     for param in params:
-        if param.name == "help":
+        if param.name == "help" or param.hidden:  # hidden: between bnn's own processes
             continue
         name = max(param.opts, key=len)
         text = option_help(command, name)
@@ -60,7 +62,9 @@ def test_every_option_says_what_it_does_and_its_default(command):
             assert ENV_VARS[name] in text, f"{command} {name} does not name {ENV_VARS[name]}"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "sweep", "download-mnist", "compare"])
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "sweep", "download-mnist", "compare", "tune"]
+)
 def test_help_ends_with_examples(command):
     text = bnn(command, "--help").stdout
     examples = text[text.index("Examples:") :].splitlines()[1:]
