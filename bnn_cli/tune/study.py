@@ -45,7 +45,8 @@ def open_storage(url: str):
     optuna = import_optuna()
     _check_sqlite_file(url)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        with _creation_lock(url):
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
     except (ValueError, ImportError, ModuleNotFoundError, sqlalchemy.exc.ArgumentError) as exc:
         raise ConfigError(f"--storage '{url}' cannot be opened: {_first_line(exc)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as exc:
@@ -53,6 +54,19 @@ def open_storage(url: str):
             f"--storage '{url}' cannot be opened as an Optuna study database: "
             f"{_first_line(exc)} (give a new file or an existing study's database)"
         ) from None
+
+
+def _creation_lock(url: str):
+    """Two processes opening a new SQLite file at once would both create its tables (one fails
+    on Optuna's schema version): a lock file beside it lets one create, the other then open.
+    A database server orders this itself."""
+    import contextlib
+
+    from filelock import FileLock
+
+    if not url.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    return FileLock(url[len("sqlite:///") :] + ".lock")
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
