@@ -49,6 +49,16 @@ def _format_option(what: str):
     )
 
 
+def _executor_option(unit: str):
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        default="local",
+        show_default=True,
+        help=f"local: processes on this machine; ray: one Ray task per {unit}.",
+    )
+
+
 def _examples(*lines: str) -> str:
     """A help epilog that click prints as written (`\b` stops it rewrapping the lines)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
@@ -446,13 +456,7 @@ def compare(
     )
 )
 @click.argument("sweep_path", metavar="SWEEP.yaml", type=click.Path(dir_okay=False))
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: processes on this machine; ray: one Ray task per point.",
-)
+@_executor_option("point")
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
@@ -540,13 +544,7 @@ def sweep(
     help="The study database: any URL Optuna takes (sqlite:///study.db, postgresql://...). "
     "Default: sqlite:///<runs dir>/tunes/<name>/study.db.",
 )
-@click.option(
-    "--executor",
-    type=click.Choice(["local", "ray"]),
-    default="local",
-    show_default=True,
-    help="local: processes on this machine; ray: one Ray task per trial.",
-)
+@_executor_option("trial")
 @click.option(
     "--jobs",
     type=click.IntRange(min=1),
