@@ -212,3 +212,40 @@ def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path
     assert owners == {first.pid, second.pid}
     run_dirs = [t.user_attrs["run_dir"] for t in trials]
     assert len(set(run_dirs)) == 3 and len(list(runs.glob("*-tune-t*"))) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_data_dir):
+    body = {
+        "set": {**TINY, "inference.iterations": 400, "inference.eval_every": 20},
+        "enqueue": [GOOD, {**GOOD, "prior.gain": 2.0}],
+        "pruner": "none",
+        "trials": 2,
+    }
+    tune = write_tune(tmp_path, body)
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
+    command += ["--data-dir", str(real_data_dir)]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until trial 1 has a checkpoint
+        cut = list(runs.glob("*-tune-t0001-*"))
+        if cut and (read_status(cut[0], missing_ok=True) or {}).get("iterations_done", 0) >= 20:
+            break
+        assert proc.poll() is None, "bnn tune ended before it could be interrupted"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # as Ctrl-C, a scheduler or `timeout` would
+    assert proc.wait(timeout=120) == 130
+    stderr = proc.stderr.read().decode()
+    assert "trial 1 interrupted: bnn tune was interrupted" in stderr
+    assert stderr.strip().splitlines()[-1] == "error: interrupted by SIGTERM"
+    trials = load(runs).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert trials[1].user_attrs["retry"] is True
+    assert read_status(cut[0])["state"] == "interrupted"
+
+    done = bnn("tune", str(tune), "--runs-dir", str(runs), "--data-dir", str(real_data_dir))
+    assert done.returncode == 0, done.stderr
+    trials = load(runs).trials
+    assert trials[2].state == TrialState.COMPLETE and trials[2].user_attrs["run_dir"] == str(cut[0])
+    assert read_status(cut[0])["state"] == "complete"

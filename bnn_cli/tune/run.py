@@ -115,30 +115,31 @@ class Workers:
                 completed=len(studies.finished(self.result.study)),
                 best=self._best_text(),
             )
-            pool = [
-                threading.Thread(target=self._loop, args=(runner,), name=f"bnn-tune-{i}")
-                for i in range(jobs)
-            ]
-            for thread in pool:
-                thread.start()
+            # Each worker sets its event when it ends. The main thread waits on those, never on
+            # Thread.join: a signal that interrupts join can leave the thread marked as ended
+            # while it still runs (CPython), and the tuner would exit before it tells the study.
+            ended = [threading.Event() for _ in range(jobs)]
+            for i, event in enumerate(ended):
+                threading.Thread(
+                    target=self._loop, args=(runner, event), name=f"bnn-tune-{i}"
+                ).start()
             try:
-                for thread in pool:
-                    while thread.is_alive():
-                        thread.join(timeout=0.5)
+                _wait_all(ended)
             except KeyboardInterrupt:
                 STOPPING.set()
                 for proc in list(LIVE):
                     proc.send_signal(signal.SIGINT)
                 getattr(runner, "cancel_all", lambda: None)()
-                for thread in pool:
-                    thread.join()
+                _wait_all(ended)  # each tells the study how its trial ended
+                for error in self.errors:  # the interrupt is what the user sees; log these
+                    logger.warning("a tune worker failed while stopping: %r", error)
                 raise
             finally:
                 STOPPING.clear()
         if self.errors:
             raise self.errors[0]
 
-    def _loop(self, runner) -> None:
+    def _loop(self, runner, ended: threading.Event) -> None:
         try:
             while not STOPPING.is_set():
                 trial = self._ask()
@@ -148,6 +149,8 @@ class Workers:
         except BaseException as exc:  # a bug or a storage failure: end this worker, say why
             self.errors.append(exc)
             STOPPING.set()
+        finally:
+            ended.set()
 
     def _ask(self):
         study, spec = self.result.study, self.result.spec
@@ -258,6 +261,12 @@ class Workers:
         if best is None:
             return "best: none yet"
         return f"best {self.result.spec.objective} {best.value:.4g} (trial {best.number})"
+
+
+def _wait_all(events: list[threading.Event]) -> None:
+    for event in events:
+        while not event.wait(timeout=0.5):
+            pass
 
 
 def best_trial(study):
