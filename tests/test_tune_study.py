@@ -141,3 +141,14 @@ def test_of_two_tuners_asking_at_once_past_the_budget_the_later_trial_gives_way(
     assert studies.surplus(study, third, 2)
     assert study.get_trials()[2].state == TrialState.FAIL
     assert studies.counted(study) == 2
+
+
+def test_a_continued_study_draws_new_values_not_its_first_starts_again(tmp_path, spec):
+    url = studies.default_storage(tmp_path)
+    first = studies.open_study(spec, url)
+    values = [studies.suggest(first.ask(), spec.space) for _ in range(2)]
+    again = studies.open_study(spec, url)  # a restart: the same seed in the tune file
+    assert studies.suggest(again.ask(), spec.space) not in values
+    (tmp_path / "other").mkdir()
+    fresh = studies.open_study(spec, studies.default_storage(tmp_path / "other"))
+    assert studies.suggest(fresh.ask(), spec.space) == values[0]  # a new study: reproducible

@@ -132,18 +132,23 @@ def open_study(spec: TuneSpec, storage_url: str):
         pruner=make_pruner(spec.pruner.__dict__),
         load_if_exists=True,
     )
+    # The sampler's seed moves on with the study: a continued study (or a second tuner joining
+    # one) seeded as its first start would propose the first start's values over again.
+    study.sampler = make_sampler(spec, offset=len(study.get_trials(deepcopy=False)))
     for params in spec.enqueue:  # once per study: a continued study has them already
         study.enqueue_trial(params, skip_if_exists=True)
     return study
 
 
-def make_sampler(spec: TuneSpec):
+def make_sampler(spec: TuneSpec, offset: int = 0):
+    """The seeded sampler; `offset` (the trials the study already holds) is added to the seed,
+    so a new study is reproducible from `sampler.seed` and a continued one draws new values."""
     import optuna
 
-    sampler = spec.sampler
+    sampler, seed = spec.sampler, spec.sampler.seed + offset
     if sampler.kind == "random":
-        return optuna.samplers.RandomSampler(seed=sampler.seed)
-    return optuna.samplers.TPESampler(seed=sampler.seed, n_startup_trials=sampler.startup_trials)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sampler.startup_trials)
 
 
 def make_pruner(settings: dict[str, Any]):
