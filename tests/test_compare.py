@@ -277,3 +277,11 @@ def test_the_objective_says_an_ensemble(inference, objective):
     from bnn_cli.report.compare import describe_objective
 
     assert describe_objective(inference) == objective
+
+
+def test_a_pruned_run_says_why_it_stopped(tmp_path):
+    run = make_run(tmp_path, "tune-t0004-abc123", state="pruned")
+    write_status(run, "pruned", message="trial 4 pruned at iteration 100: val_nll 0.42 is behind")
+    row = collect_row(run)
+    assert row["state"] == "pruned" and row["accuracy"] is None
+    assert row["problem"] == "trial 4 pruned at iteration 100: val_nll 0.42 is behind"

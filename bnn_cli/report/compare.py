@@ -109,7 +109,9 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
     except RunError as exc:
         problems.append(str(exc))
     metrics, metrics_problem = _read_metrics(run_dir)
-    if metrics_problem:
+    if status["state"] == "pruned":  # why it stopped says more than "not evaluated"
+        problems.append(status.get("message") or "pruned by a tuner")
+    elif metrics_problem:
         problems.append(metrics_problem)
     row.update(split=metrics.get("split"), **{k: _number(metrics.get(k)) for k in METRIC_KEYS})
     row.update(_ood_fields(metrics), **_shift_fields(metrics), converged=status.get("converged"))
