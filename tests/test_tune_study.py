@@ -63,7 +63,10 @@ def test_a_file_that_is_not_a_study_database_is_refused_untouched(tmp_path, spec
     [
         ("sqlite:////no/such/folder/study.db", "the folder '/no/such/folder' does not exist"),
         ("nosuchdb://host/x", "--storage 'nosuchdb://host/x' cannot be opened: "),
-        ("postgresql://bnn@127.0.0.1:1/x", "--storage 'postgresql://bnn@127.0.0.1:1/x' cannot be"),
+        (
+            "postgresql://bnn@127.0.0.1:1/x",
+            "its database's Python driver is not installed (pip install ",
+        ),
     ],
 )
 def test_a_storage_url_that_cannot_be_opened_is_named(spec, url, message):

@@ -47,7 +47,13 @@ def open_storage(url: str):
     try:
         with _creation_lock(url):
             return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
-    except (ValueError, ImportError, ModuleNotFoundError, sqlalchemy.exc.ArgumentError) as exc:
+    except ImportError as exc:  # the database's driver, e.g. psycopg2 for PostgreSQL
+        driver = getattr(exc.__cause__, "name", None) or exc.name
+        raise ConfigError(
+            f"--storage '{url}' cannot be opened: its database's Python driver is not installed"
+            + (f" (pip install {driver})" if driver else "")
+        ) from None
+    except (ValueError, sqlalchemy.exc.ArgumentError) as exc:
         raise ConfigError(f"--storage '{url}' cannot be opened: {_first_line(exc)}") from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError) as exc:
         raise ConfigError(
