@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bnn_cli.errors import ConfigError, ExitCode
-from bnn_cli.tune.spec import load_tune
+from bnn_cli.tune.spec import load_tune, objective_of
 from tests.tune_helpers import SPACE, TINY, write_tune
 
 
@@ -33,6 +33,19 @@ def test_a_tune_file_gives_the_space_objective_and_each_trials_config(tmp_path):
     assert config.name == "t1" and config.inference.learning_rate == 0.01
     assert config.model.activation == "tanh" and config.model.hidden == tuple(TINY["model.hidden"])
     assert spec.enqueue == ({"inference.learning_rate": 0.003},)
+
+
+def test_a_combined_objective_weights_the_figures_and_needs_a_direction(tmp_path):
+    body = {"objective": {"val_nll": 1, "val_mi": -0.5}, "direction": "minimize"}
+    spec = load_tune(write_tune(tmp_path, body))
+    assert spec.objective == "val_nll - 0.5 val_mi" and spec.direction == "minimize"
+    row = {"iteration": 10, "val_nll": 0.3, "val_mi": 0.2, "val_accuracy": 0.9}
+    assert objective_of(row, spec.weights) == pytest.approx(0.2)
+    assert objective_of({"iteration": 5, "loss": 1.0}, spec.weights) is None  # no validation
+    with pytest.raises(ConfigError, match="a combined objective needs 'direction'"):
+        load_tune(write_tune(tmp_path, {"objective": {"val_nll": 1, "val_mi": -0.5}}))
+    with pytest.raises(ConfigError, match="objective: val_mi's weight: expected a number"):
+        load_tune(write_tune(tmp_path, {"objective": {"val_mi": "x"}, "direction": "minimize"}))
 
 
 def test_accuracy_is_maximized_by_default(tmp_path):

@@ -27,6 +27,7 @@ def handle_for(tmp_path, spec, url, trial) -> dict:
         "trial_id": trial._trial_id,
         "number": trial.number,
         "objective": "val_nll",
+        "weights": {"val_nll": 1.0},
         "pruner": dict(spec.pruner.__dict__),
     }
     return read_handle(write_handle(tmp_path / f"t{trial.number}.json", handle))

@@ -29,7 +29,7 @@ from bnn_cli.runs import read_status
 from bnn_cli.sweep.executors import cpu_count, import_ray, join_cluster, ray_logs_to
 from bnn_cli.sweep.point import LIVE, STOPPING, Task, run_point
 from bnn_cli.tune import study as studies
-from bnn_cli.tune.spec import TuneSpec
+from bnn_cli.tune.spec import TuneSpec, objective_of
 from bnn_cli.tune.trial import write_handle
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,7 @@ class Workers:
                 "trial_id": trial._trial_id,
                 "number": trial.number,
                 "objective": spec.objective,
+                "weights": spec.weights,
                 "pruner": dict(spec.pruner.__dict__),
             },
         )
@@ -219,7 +220,7 @@ class Workers:
         state = outcome["state"]
         value = None
         if state == "complete":
-            value = objective_value(Path(run_dir), spec.objective)
+            value = objective_value(Path(run_dir), spec.weights)
             if value is None:
                 state, outcome["error"] = "failed", f"no {spec.objective} in its elbo.csv"
         if state not in ("complete", "pruned"):
@@ -278,23 +279,20 @@ def best_trial(study):
     return study.best_trial
 
 
-def objective_value(run_dir: Path, objective: str) -> float | None:
+def objective_value(run_dir: Path, weights: dict[str, float]) -> float | None:
     """The objective at the iteration the run kept (its best validation under early stopping,
     else its last), from its elbo.csv."""
-    import math
-
     from bnn_cli.runs.files import read_elbo_csv
 
     columns = read_elbo_csv(run_dir)
-    if columns is None or objective not in columns:
+    if columns is None:
         return None
     status = read_status(run_dir)
     kept = status.get("kept_iteration", status.get("iterations_done"))
     rows = [i for i, it in enumerate(columns["iteration"]) if it == kept]
     if not rows:
         return None
-    value = float(columns[objective][rows[-1]])
-    return value if math.isfinite(value) else None
+    return objective_of({k: float(v[rows[-1]]) for k, v in columns.items()}, weights)
 
 
 def describe(params: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ class TuneSpec:
     base: Path
     overrides: dict[str, Any]  # `set:`: the same for every trial
     space: tuple[Param, ...]
-    objective: str
+    objective: str  # its name in tables and messages: a figure, or the combination spelled out
     direction: str
     trials: int
     sampler: Sampler
@@ -98,6 +98,7 @@ class TuneSpec:
     # Values tried first, before the sampler's (e.g. the hand-chosen settings, so the study
     # starts from them): each a mapping of the space's keys.
     enqueue: tuple[dict[str, Any], ...] = ()
+    weights: dict[str, float] = field(default_factory=dict)  # figure -> weight in the objective
 
     def config_for(self, params: dict[str, Any], name: str) -> Config:
         """The trial's config: the base, `set:`, then the trial's values; named `name`."""
@@ -123,10 +124,11 @@ def load_tune(path: Path) -> TuneSpec:
     for param in space:
         if param.key in overrides:
             raise ConfigError(f"{where}: '{param.key}' is both in 'set' and the space; keep one")
-    objective = raw.get("objective", "val_nll")
-    if objective not in OBJECTIVES:
-        raise ConfigError(f"{where}: objective: {_choice_hint(objective, OBJECTIVES)}")
-    direction = raw.get("direction", OBJECTIVES[objective])
+    weights = _objective(raw.get("objective", "val_nll"), where)
+    objective = objective_label(weights)
+    if len(weights) > 1 and "direction" not in raw:
+        raise ConfigError(f"{where}: a combined objective needs 'direction' (minimize or maximize)")
+    direction = raw.get("direction", OBJECTIVES[next(iter(weights))])
     if direction not in DIRECTIONS:
         raise ConfigError(f"{where}: direction: {_choice_hint(direction, DIRECTIONS)}")
     trials = raw.get("trials", 20)
@@ -142,6 +144,7 @@ def load_tune(path: Path) -> TuneSpec:
         overrides=overrides,
         space=space,
         objective=objective,
+        weights=weights,
         direction=direction,
         trials=trials,
         sampler=_section(raw.get("sampler"), Sampler, SAMPLER_KEYS, SAMPLERS, f"{where}: sampler"),
@@ -151,6 +154,49 @@ def load_tune(path: Path) -> TuneSpec:
     )
     _check_configs(spec, where)
     return spec
+
+
+def _objective(raw: Any, where: str) -> dict[str, float]:
+    """A figure the fit reports at each validation, or a weighted sum of them, e.g.
+    {val_nll: 1, val_mi: -0.5}: {figure: weight}."""
+    if isinstance(raw, str):
+        raw = {raw: 1.0}
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"{where}: objective: got {raw!r}, expected one of {', '.join(OBJECTIVES)}, or a "
+            "mapping of them to weights"
+        )
+    weights = {}
+    for name, weight in raw.items():
+        if name not in OBJECTIVES:
+            raise ConfigError(f"{where}: objective: {_choice_hint(name, OBJECTIVES)}")
+        weights[name] = _number(weight, float, f"{where}: objective: {name}'s weight")
+    return weights
+
+
+def objective_label(weights: dict[str, float]) -> str:
+    """`val_nll`, or a combination as `val_nll - 0.5 val_mi`."""
+    if list(weights.values()) == [1.0]:
+        return next(iter(weights))
+    terms = []
+    for i, (name, weight) in enumerate(weights.items()):
+        sign = "-" if weight < 0 else "+"
+        size = "" if abs(weight) == 1 else f"{abs(weight):g} "
+        terms.append(("-" if sign == "-" else "") if i == 0 else f" {sign} ")
+        terms.append(f"{size}{name}")
+    return "".join(terms)
+
+
+def objective_of(row: dict[str, Any], weights: dict[str, float]) -> float | None:
+    """The objective from one validation's figures (an elbo.csv row); None when a figure is
+    missing or not finite (no validation at that row)."""
+    total = 0.0
+    for name, weight in weights.items():
+        value = row.get(name)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        total += weight * float(value)
+    return total
 
 
 def _known(raw: dict, keys: tuple[str, ...], where: str) -> None:

@@ -6,15 +6,15 @@ the storage URL, the study, the trial's id, the objective and the pruner's setti
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from bnn_cli.atomic import atomic_write_json
 from bnn_cli.errors import ConfigError
 from bnn_cli.fit.loop import FitState, Pruned
+from bnn_cli.tune.spec import objective_of
 
-TRIAL_KEYS = ("storage", "study", "trial_id", "number", "objective", "pruner")
+TRIAL_KEYS = ("storage", "study", "trial_id", "number", "objective", "weights", "pruner")
 
 
 def write_handle(path: Path, handle: dict[str, Any]) -> Path:
@@ -48,28 +48,25 @@ class TrialReporter:
         )
         self.trial = optuna.trial.Trial(study, handle["trial_id"])
         self.objective, self.number = handle["objective"], handle["number"]
+        self.weights = handle["weights"]
         self.reported: set[int] = set(
             self.trial.storage.get_trial(handle["trial_id"]).intermediate_values
         )
 
     def __call__(self, approx, state: FitState) -> None:
-        fresh = [row for row in state.rows if self._unreported(row)]
-        for row in fresh:
-            self.trial.report(row[self.objective], step=row["iteration"])
-            self.reported.add(row["iteration"])
+        fresh = [
+            (row["iteration"], value)
+            for row in state.rows
+            if row["iteration"] not in self.reported
+            and (value := objective_of(row, self.weights)) is not None
+        ]
+        for iteration, value in fresh:
+            self.trial.report(value, step=iteration)
+            self.reported.add(iteration)
         if fresh and self.trial.should_prune():
-            row = fresh[-1]
+            iteration, value = fresh[-1]
             raise Pruned(
-                f"trial {self.number} pruned at iteration {row['iteration']}: "
-                f"{self.objective} {row[self.objective]:.4g} is not among the study's best at "
+                f"trial {self.number} pruned at iteration {iteration}: "
+                f"{self.objective} {value:.4g} is not among the study's best at "
                 "this point (pruner's verdict)"
             )
-
-    def _unreported(self, row: dict) -> bool:
-        value = row.get(self.objective)
-        return (
-            value is not None
-            and isinstance(value, float)
-            and math.isfinite(value)
-            and row["iteration"] not in self.reported
-        )
