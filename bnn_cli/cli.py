@@ -497,7 +497,7 @@ def sweep(
 ) -> None:
     """Train every point of a sweep file; skip points already complete; summarise.
 
-    Exit 0 when every point is complete, 1 when some failed (the others still ran), 2 when the
+    Exit 0 when every point is complete, 5 when some failed (the others still ran), 2 when the
     sweep file or a point's config is invalid (then nothing runs).
     """
     from bnn_cli import sweep as sweeps

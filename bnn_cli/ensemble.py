@@ -39,9 +39,9 @@ MEMBERS_DIR = "members"
 
 
 class EnsembleIncomplete(BnnError):
-    """Some members failed; the others are complete and kept (exit 1, like a sweep's)."""
+    """Some members failed; the others are complete and kept (exit 5, like a sweep's)."""
 
-    exit_code = ExitCode.INTERNAL
+    exit_code = ExitCode.PARTIAL
 
 
 @dataclass(frozen=True)

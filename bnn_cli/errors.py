@@ -9,6 +9,9 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad command line or configuration
     DATA = 3  # download, checksum or parse failure
     RUN = 4  # run directory missing, incomplete or corrupt
+    # Finished, but some sweep points or ensemble members failed while the others completed:
+    # a partial result that a script can tell from a bug (1), as black keeps 123 apart from 1.
+    PARTIAL = 5
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 

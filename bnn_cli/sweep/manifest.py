@@ -22,7 +22,7 @@ from bnn_cli.sweep.spec import Point, Sweep
 class SweepFailed(BnnError):
     """Some points failed; the others completed and the summary is printed (exit 1)."""
 
-    exit_code = ExitCode.INTERNAL
+    exit_code = ExitCode.PARTIAL
 
 
 @dataclass
