@@ -3,15 +3,18 @@ direction that changed, the budget, and a continued study's cut-off trials."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from bnn_cli.errors import ConfigError, ExitCode
+from bnn_cli.fit import resume as fit_resume
 from bnn_cli.runs import create_run_dir, write_status
 from bnn_cli.tune import study as studies
 from bnn_cli.tune.spec import load_tune
@@ -22,6 +25,12 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def write_checkpoint(run, config) -> None:
+    """The part of checkpoint.npz that says which config it was written with (no arrays)."""
+    meta = json.dumps({"config_sha256": fit_resume.config_hash(config)})
+    np.savez(run / fit_resume.FILE_NAME, **{fit_resume.META: np.array(meta)})
 
 
 @pytest.fixture
@@ -92,18 +101,18 @@ def test_a_trial_whose_tuner_died_is_failed_and_retried_once_from_its_run(tmp_pa
     params = studies.suggest(cut, spec.space)
     run = create_run_dir(tmp_path / "runs", "tune-t0001")
     write_status(run, "running", pid=dead_pid(), host=__import__("platform").node())
-    (run / "checkpoint.npz").write_bytes(b"")
+    write_checkpoint(run, spec.config_for(params, "tune-t0001"))
     attrs = {**studies.owner_attrs(), "pid": dead_pid(), "config_name": "tune-t0001"}
     studies.set_attrs(study, cut._trial_id, attrs)
     assert studies.counted(study) == 2
 
-    assert studies.reconcile(study, tmp_path / "runs") == [1]
+    assert studies.reconcile(study, spec, tmp_path / "runs") == [1]
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING]
     assert trials[1].user_attrs["error"] == "its bnn tune was killed"
     assert trials[2].user_attrs == {"retry_of": 1, "resume": str(run)}
     assert studies.counted(study) == 1  # the cut-off trial no longer counts; its retry will
-    assert studies.reconcile(study, tmp_path / "runs") == []  # once only
+    assert studies.reconcile(study, spec, tmp_path / "runs") == []  # once only
     retry = study.ask()
     assert studies.suggest(retry, spec.space) == params
 
@@ -112,7 +121,7 @@ def test_a_trial_of_a_live_tuner_is_left_running(tmp_path, spec):
     study = studies.open_study(spec, studies.default_storage(tmp_path))
     trial = study.ask()
     studies.set_attrs(study, trial._trial_id, studies.owner_attrs())
-    assert studies.reconcile(study, tmp_path) == []
+    assert studies.reconcile(study, spec, tmp_path) == []
     assert study.get_trials()[0].state == TrialState.RUNNING
 
 

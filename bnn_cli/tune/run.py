@@ -69,7 +69,7 @@ def run_tune(
     url = storage or studies.default_storage(folder)
     study = studies.open_study(spec, url)
     result = TuneResult(spec, folder, url, study)
-    result.retried = studies.reconcile(study, runs_dir)
+    result.retried = studies.reconcile(study, spec, runs_dir)
     done = len(studies.finished(study))
     if done or result.retried:
         again = f", {len(result.retried)} cut-off trial(s) to retry" if result.retried else ""

@@ -15,7 +15,7 @@ from typing import Any
 
 from bnn_cli.atomic import pid_alive
 from bnn_cli.errors import ConfigError
-from bnn_cli.runs import read_status
+from bnn_cli.fit.resume import can_resume
 from bnn_cli.tune.spec import Param, TuneSpec
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def finished(study) -> list:
     return [t for t in study.get_trials(deepcopy=False) if t.state in done]
 
 
-def reconcile(study, runs_dir: Path) -> list[int]:
+def reconcile(study, spec: TuneSpec, runs_dir: Path) -> list[int]:
     """Make a continued study honest: a trial `running` whose `bnn tune` process is gone (on this
     host) is marked failed, and every trial cut off (killed or interrupted) is enqueued again
     once, with its run (found by its config name in `runs_dir` if its tuner died before hearing
@@ -245,10 +245,10 @@ def reconcile(study, runs_dir: Path) -> list[int]:
             if trial.number in retried:
                 continue
             attrs = {"retry_of": trial.number}
-            run_dir = trial.user_attrs.get("run_dir") or _newest_run(
-                runs_dir, trial.user_attrs.get("config_name")
-            )
-            if run_dir and resumable(Path(run_dir)):
+            name = trial.user_attrs.get("config_name")
+            run_dir = trial.user_attrs.get("run_dir") or _newest_run(runs_dir, name)
+            # `bnn train --resume`'s own test: cut off after a checkpoint of this very config
+            if run_dir and name and can_resume(Path(run_dir), spec.config_for(trial.params, name)):
                 attrs["resume"] = run_dir
             study.enqueue_trial(trial.params, user_attrs=attrs)
             again.append(trial.number)
@@ -265,20 +265,6 @@ def _newest_run(runs_dir: Path, config_name: str | None) -> str | None:
 def _owner_gone(trial) -> bool:
     host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
     return host == platform.node() and isinstance(pid, int) and not pid_alive(pid)
-
-
-def resumable(run_dir: Path) -> bool:
-    """A cut-off run that has a checkpoint to continue from."""
-    from bnn_cli.fit import resume
-    from bnn_cli.runs import store
-
-    try:
-        status = read_status(run_dir)
-    except Exception:  # a run directory that was never written, or is corrupt: start over
-        return False
-    if status["state"] == "running" and not store.process_gone(status):
-        return False
-    return status["state"] != "complete" and (run_dir / resume.FILE_NAME).is_file()
 
 
 def owner_attrs() -> dict[str, Any]:
