@@ -83,9 +83,7 @@ def run_ray(
                 try:
                     outcome = ray.get(ref)
                 except Exception as exc:  # the worker died, or Ray could not run the task
-                    lines = str(exc).strip().splitlines() or [""]
-                    error = f"{type(exc).__name__}: {lines[0][:300]}"
-                    outcome = {"state": "failed", "error": error, "run_dir": None}
+                    outcome = ray_failure(exc)
                 record(task, outcome)
     except KeyboardInterrupt:
         for ref in inflight:
@@ -97,6 +95,25 @@ def run_ray(
         if started:
             with ray_logs_to(log_file):
                 ray.shutdown()
+
+
+def ray_failure(exc: Exception, state: str = "failed") -> dict[str, Any]:
+    """The outcome of a task Ray could not run or finish (its worker died, it was cancelled)."""
+    lines = str(exc).strip().splitlines() or [""]
+    error = f"{type(exc).__name__}: {lines[0][:300]}"
+    return {"state": state, "error": error, "run_dir": None}
+
+
+def workers_data_dir(data_dir: str | None, executor: str) -> str | None:
+    """The data folder as the points' processes get it: absolute, and named for Ray (whose
+    workers' environment may differ from this process's)."""
+    if data_dir:
+        return str(Path(data_dir).resolve())
+    if executor != "ray":
+        return None
+    from bnn_cli.data.datasets import resolve_data_dir
+
+    return str(resolve_data_dir(None).resolve())
 
 
 AUTH_MARKS = ("InvalidAuthToken", "Unauthenticated", "AuthenticationError")

@@ -16,7 +16,13 @@ from bnn_cli.console import progress_bar
 from bnn_cli.errors import RunError
 from bnn_cli.report.compare import format_duration
 from bnn_cli.runs import utc_now
-from bnn_cli.sweep.executors import cpu_count, import_ray, run_local, run_ray
+from bnn_cli.sweep.executors import (
+    cpu_count,
+    import_ray,
+    run_local,
+    run_ray,
+    workers_data_dir,
+)
 from bnn_cli.sweep.manifest import SweepResult, prepare, write_manifest
 from bnn_cli.sweep.point import Task
 from bnn_cli.sweep.spec import Point, Sweep
@@ -57,11 +63,7 @@ def run_sweep(
         result = prepare(sweep, runs_dir, console)
         todo = [p for p in sweep.points if p.label not in result.skipped]
         threads = max(1, cpu_count() // (jobs or 1) if executor == "local" else int(cpus_per_point))
-        data = str(Path(data_dir).resolve()) if data_dir else None
-        if executor == "ray" and not data:
-            from bnn_cli.data.datasets import resolve_data_dir
-
-            data = str(resolve_data_dir(None).resolve())  # the workers' environment may differ
+        data = workers_data_dir(data_dir, executor)
         tasks = [
             _task(p, folder, runs_dir, data, threads, sweep.evaluate, result.entries[p.key])
             for p in todo

@@ -26,7 +26,14 @@ from bnn_cli.console import progress_bar
 from bnn_cli.errors import RunError
 from bnn_cli.report.compare import format_duration
 from bnn_cli.runs import read_status
-from bnn_cli.sweep.executors import cpu_count, import_ray, join_cluster, ray_logs_to
+from bnn_cli.sweep.executors import (
+    cpu_count,
+    import_ray,
+    join_cluster,
+    ray_failure,
+    ray_logs_to,
+    workers_data_dir,
+)
 from bnn_cli.sweep.point import LIVE, STOPPING, Task, run_point
 from bnn_cli.tune import study as studies
 from bnn_cli.tune.spec import TuneSpec, objective_of
@@ -42,7 +49,6 @@ class TuneResult:
     storage: str
     study: Any
     retried: list[int] = field(default_factory=list)
-    ran: int = 0  # trials this process ran
 
 
 def run_tune(
@@ -77,11 +83,7 @@ def run_tune(
             f"continuing study '{spec.name}': {done} of {spec.trials} trials finished{again}",
             highlight=False,
         )
-    data = str(Path(data_dir).resolve()) if data_dir else None
-    if executor == "ray" and not data:
-        from bnn_cli.data.datasets import resolve_data_dir
-
-        data = str(resolve_data_dir(None).resolve())  # the workers' environment may differ
+    data = workers_data_dir(data_dir, executor)
     jobs = jobs or 1
     threads = max(1, cpu_count() // jobs) if executor == "local" else 1
     workers = Workers(result, runs_dir, data, threads, console)
@@ -236,12 +238,12 @@ class Workers:
                 study.tell(trial, state=TrialState.PRUNED)
             else:
                 study.tell(trial, state=TrialState.FAIL)
-            self.result.ran += 1
         self._report_line(trial.number, state, value, outcome)
 
     def _report_line(self, number: int, state: str, value, outcome: dict) -> None:
         spec = self.result.spec
-        done = len(studies.finished(self.result.study))
+        finished = studies.finished(self.result.study)
+        done = len(finished)
         self.progress.update(self.bar, completed=done, best=self._best_text())
         took = format_duration(outcome.get("wall_s"))
         if state == "complete":
@@ -250,7 +252,7 @@ class Workers:
             what = "[yellow]pruned[/]"
         else:
             what = f"[red]{state}[/]: {escape(str(outcome.get('error')))}"
-        pruned = sum(1 for t in studies.finished(self.result.study) if t.state.name == "PRUNED")
+        pruned = sum(1 for t in finished if t.state.name == "PRUNED")
         self.console.print(
             f"  trial {number} {what} in {took} · {done}/{spec.trials} finished, {pruned} "
             f"pruned · {self._best_text()}",
@@ -321,10 +323,8 @@ class RayRunner:
         try:
             return self.ray.get(ref)
         except Exception as exc:  # the worker died, the task was cancelled, Ray failed
-            lines = str(exc).strip().splitlines() or [""]
-            error = f"{type(exc).__name__}: {lines[0][:300]}"
             state = "interrupted" if STOPPING.is_set() else "failed"
-            return {"state": state, "error": error, "run_dir": None, "returncode": -9}
+            return {**ray_failure(exc, state), "returncode": -9}  # cut off: retried
         finally:
             self.inflight.discard(ref)
 
