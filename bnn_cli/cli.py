@@ -59,6 +59,15 @@ def _executor_option(unit: str):
     )
 
 
+def _address_option():
+    return click.option(
+        "--address",
+        metavar="HOST:PORT",
+        help="ray: join this cluster. Default: $RAY_ADDRESS, else a new local one. A cluster with "
+        "token authentication also needs RAY_AUTH_MODE=token and its token (see the README).",
+    )
+
+
 def _examples(*lines: str) -> str:
     """A help epilog that click prints as written (`\b` stops it rewrapping the lines)."""
     return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
@@ -463,12 +472,7 @@ def compare(
     metavar="N",
     help="Points at a time. Default: 1 (local); as many as the cluster fits (ray).",
 )
-@click.option(
-    "--address",
-    metavar="HOST:PORT",
-    help="ray: join this cluster. Default: $RAY_ADDRESS, else a new local one. A cluster with "
-    "token authentication also needs RAY_AUTH_MODE=token and its token (see the README).",
-)
+@_address_option()
 @click.option(
     "--cpus-per-point",
     type=click.IntRange(min=1),
@@ -553,11 +557,7 @@ def sweep(
     show_default=True,
     help="Trials at a time.",
 )
-@click.option(
-    "--address",
-    metavar="HOST:PORT",
-    help="ray: join this cluster. Default: $RAY_ADDRESS, else a new local one.",
-)
+@_address_option()
 @_dir_option("--runs-dir", RUNS_DIR_HELP)
 @_dir_option("--data-dir", DATA_DIR_HELP)
 @_format_option("the trials table")
