@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from bnn_cli.config import load_config
 from bnn_cli.runs import read_status
 from bnn_cli.tune import study as studies
+from tests.test_resume import bnn
 from tests.tune_helpers import TINY, write_tune
 
 GOOD = {"inference.learning_rate": 0.01, "prior.gain": 1.0}
@@ -27,14 +28,20 @@ GOOD = {"inference.learning_rate": 0.01, "prior.gain": 1.0}
 BAD = {"inference.learning_rate": 1e-5, "prior.gain": 1.0}
 
 
-def bnn(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+def tune_command(tune: Path, runs: Path, data_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs),
+            "--data-dir", str(data_dir)]  # fmt: skip
+
+
+def two_trials_to_cut(tmp_path: Path) -> Path:
+    """A study of two trials long enough (20 validations) to be cut in the middle of trial 1."""
+    body = {
+        "set": {**TINY, "inference.iterations": 400, "inference.eval_every": 20},
+        "enqueue": [GOOD, {**GOOD, "prior.gain": 2.0}],
+        "pruner": "none",
+        "trials": 2,
+    }
+    return write_tune(tmp_path, body)
 
 
 def load(runs: Path, name: str = "tune"):
@@ -54,7 +61,7 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
     )
     runs = tmp_path / "runs"
     common = ("--runs-dir", str(runs), "--data-dir", str(real_data_dir))
-    done = bnn("tune", str(tune), *common)
+    done = bnn("tune", str(tune), *common, timeout=600)
     assert done.returncode == 0, done.stderr
     best = Path(done.stdout.strip().splitlines()[-1])
     assert best == runs / "tunes" / "tune" / "best.yaml"
@@ -79,7 +86,7 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
 
     # Again with a larger budget: the three trials are kept, one more runs (two at a time).
     values = [t.value for t in study.trials]
-    again = bnn("tune", str(tune), *common, "--trials", "4", "--jobs", "2")
+    again = bnn("tune", str(tune), *common, "--trials", "4", "--jobs", "2", timeout=600)
     assert again.returncode == 0, again.stderr
     assert "continuing study 'tune': 3 of 4 trials finished" in again.stderr
     study = load(runs)
@@ -91,16 +98,8 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
 def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_one(
     tmp_path, real_data_dir
 ):
-    body = {
-        "set": {**TINY, "inference.iterations": 400, "inference.eval_every": 20},
-        "enqueue": [GOOD, {**GOOD, "prior.gain": 2.0}],
-        "pruner": "none",
-        "trials": 2,
-    }
-    tune = write_tune(tmp_path, body)
-    runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
-    command += ["--data-dir", str(real_data_dir)]
+    tune, runs = two_trials_to_cut(tmp_path), tmp_path / "runs"
+    command = tune_command(tune, runs, real_data_dir)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
@@ -126,7 +125,7 @@ def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_on
         time.sleep(0.2)
     assert not _alive(cut_run)
 
-    done = bnn("tune", str(tune), "--runs-dir", str(runs), "--data-dir", str(real_data_dir))
+    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "1 cut-off trial(s) to retry" in done.stderr
     trials = load(runs).trials
@@ -196,8 +195,7 @@ def test_an_unknown_space_key_is_refused_before_anything_is_written(tmp_path):
 def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path, real_data_dir):
     tune = write_tune(tmp_path, {"trials": 3, "pruner": "none"})
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
-    command += ["--data-dir", str(real_data_dir)]
+    command = tune_command(tune, runs, real_data_dir)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60  # the first creates the study; the second joins it
     while time.monotonic() < deadline and not (runs / "tunes" / "tune" / "study.db").is_file():
@@ -216,16 +214,8 @@ def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path
 
 @pytest.mark.slow
 def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_data_dir):
-    body = {
-        "set": {**TINY, "inference.iterations": 400, "inference.eval_every": 20},
-        "enqueue": [GOOD, {**GOOD, "prior.gain": 2.0}],
-        "pruner": "none",
-        "trials": 2,
-    }
-    tune = write_tune(tmp_path, body)
-    runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "bnn_cli.cli", "tune", str(tune), "--runs-dir", str(runs)]
-    command += ["--data-dir", str(real_data_dir)]
+    tune, runs = two_trials_to_cut(tmp_path), tmp_path / "runs"
+    command = tune_command(tune, runs, real_data_dir)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # until trial 1 has a checkpoint
@@ -244,7 +234,7 @@ def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_
     assert trials[1].user_attrs["retry"] is True
     assert read_status(cut[0])["state"] == "interrupted"
 
-    done = bnn("tune", str(tune), "--runs-dir", str(runs), "--data-dir", str(real_data_dir))
+    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
     assert done.returncode == 0, done.stderr
     trials = load(runs).trials
     assert trials[2].state == TrialState.COMPLETE and trials[2].user_attrs["run_dir"] == str(cut[0])

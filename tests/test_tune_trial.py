@@ -48,23 +48,23 @@ def state_with(rows: list[tuple[int, float]]) -> FitState:
     return state
 
 
-def test_each_validation_is_reported_once_and_a_trial_ahead_goes_on(tmp_path):
+def third_trial(tmp_path):
+    """A median-pruned study with two trials finished, and the reporter of its third."""
     spec, url, study = make_study(tmp_path)
     finish(study, [0.9, 0.8])
     finish(study, [0.7, 0.6])
-    trial = study.ask()
-    reporter = TrialReporter(handle_for(tmp_path, spec, url, trial))
+    return study, TrialReporter(handle_for(tmp_path, spec, url, study.ask()))
+
+
+def test_each_validation_is_reported_once_and_a_trial_ahead_goes_on(tmp_path):
+    study, reporter = third_trial(tmp_path)
     reporter(None, state_with([(10, 0.5)]))
     reporter(None, state_with([(10, 0.5), (20, 0.4)]))
     assert study.get_trials()[2].intermediate_values == {10: 0.5, 20: 0.4}
 
 
 def test_a_trial_worse_than_the_median_is_pruned_with_the_reason(tmp_path):
-    spec, url, study = make_study(tmp_path)
-    finish(study, [0.9, 0.8])
-    finish(study, [0.7, 0.6])
-    trial = study.ask()
-    reporter = TrialReporter(handle_for(tmp_path, spec, url, trial))
+    _, reporter = third_trial(tmp_path)
     with pytest.raises(Pruned) as info:
         reporter(None, state_with([(10, 2.5)]))
     assert str(info.value) == (

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-SMOKE = ROOT / "configs" / "smoke.yaml"
+from tests.sweep_helpers import SMOKE
+
 # A few seconds per real trial: the smoke model, shrunk, with four validations to prune at.
 TINY = {
     "inference.iterations": 40,
