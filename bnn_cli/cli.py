@@ -584,6 +584,7 @@ def tune(
 
     from bnn_cli import tune as tuning
     from bnn_cli.tune import report
+    from bnn_cli.tune.run import NoTrialComplete
 
     if address and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
@@ -609,7 +610,7 @@ def tune(
     best = report.write_best(spec, result.study, result.folder)
     err_console.print(f"study report: {page}", highlight=False)
     if best is None:
-        raise BnnError(
+        raise NoTrialComplete(
             f"no trial completed: no best.yaml (see the trials' logs in {result.folder / 'trials'})"
         )
     out_console.print(str(best), soft_wrap=True, highlight=False)

@@ -239,3 +239,20 @@ def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_
     trials = load(runs).trials
     assert trials[2].state == TrialState.COMPLETE and trials[2].user_attrs["run_dir"] == str(cut[0])
     assert read_status(cut[0])["state"] == "complete"
+
+
+@pytest.mark.slow
+def test_a_study_with_no_complete_trial_exits_5_with_its_report_and_no_best_yaml(
+    tmp_path, real_data_dir
+):
+    diverging = {"type": "float", "low": 1e6, "high": 1e7, "log": True}  # NaN at once
+    tune = write_tune(tmp_path, {"space": {"inference.learning_rate": diverging}, "trials": 1})
+    runs = tmp_path / "runs"
+    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
+    assert done.returncode == 5, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: no trial completed: no best.yaml")
+    folder = runs / "tunes" / "tune"
+    assert (folder / "report.html").is_file() and not (folder / "best.yaml").exists()
+    (trial,) = load(runs).trials
+    assert trial.state == TrialState.FAIL and "diverged" in trial.user_attrs["error"]

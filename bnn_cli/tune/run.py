@@ -23,7 +23,7 @@ from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedC
 from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
 from bnn_cli.console import progress_bar
-from bnn_cli.errors import RunError
+from bnn_cli.errors import BnnError, ExitCode, RunError
 from bnn_cli.report.compare import format_duration
 from bnn_cli.runs import read_status
 from bnn_cli.sweep.executors import (
@@ -40,6 +40,13 @@ from bnn_cli.tune.spec import TuneSpec, objective_of
 from bnn_cli.tune.trial import write_handle
 
 logger = logging.getLogger(__name__)
+
+
+class NoTrialComplete(BnnError):
+    """The study ended with no complete trial (all pruned or failed): its report is written,
+    but there is no best.yaml. A partial result, not a bug."""
+
+    exit_code = ExitCode.PARTIAL
 
 
 @dataclass
