@@ -49,8 +49,17 @@ class PriorConfig:
     # hierarchical: the scales' prior, HalfNormal(hyper_sd), or HalfCauchy(hyper_sd): a heavy
     # tail (horseshoe-like) that lets a few scales stay large while most shrink; or empirical:
     # no hyperprior, the scales fitted as point estimates (empirical Bayes, type-II maximum
-    # likelihood: the ELBO maximized over them while the weights keep their posterior).
+    # likelihood: the ELBO maximized over them while the weights keep their posterior); or
+    # collapsed: one prior variance per scale_per group with an inverse-gamma hyperprior (its
+    # shape hyper_shape, centred on hyper_sd^2) integrated out of the bound in closed form
+    # (Tomczak et al. 2021), with the mean's hyperprior of `alpha`; needs inference.kl analytic.
     hyperprior: str = "halfnormal"
+    # The collapsed bound's weight on each mean's square in the KL: a Normal hyperprior on every
+    # weight's prior mean, N(0, v (1 - alpha) / alpha), integrated out. 1 is the plain Gaussian
+    # prior; smaller lets the means roam while the prior variance v still bounds the scales.
+    # For a fixed prior or hyperprior collapsed, with inference.kl analytic.
+    alpha: float = 1.0
+    hyper_shape: float = 1.0  # collapsed: the inverse-gamma's shape (its weight: 2x images)
 
 
 @dataclass(frozen=True)
@@ -77,6 +86,11 @@ class InferenceConfig:
     # A MAP fit weights its prior (its weight penalty) the same way.
     kl_weight: float = 1.0
     kl_warmup: int = 0
+    # How the KL term is estimated: sampled, PyMC's Monte Carlo estimate at the step's weight
+    # draw; or analytic, the closed form for the Gaussian priors (the rest still sampled), which
+    # takes the KL's noise out of every gradient and allows the collapsed bound (prior.alpha,
+    # prior.hyperprior collapsed).
+    kl: str = "sampled"
     # Stop when the validation metric (val_nll or val_accuracy, checked every eval_every) has
     # not improved for `patience` checks, once min_iterations are done; the best point is kept.
     early_stopping: str = "none"
@@ -125,8 +139,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
     "prior.scale_per": ("tensor", "input", "output"),
-    "prior.hyperprior": ("halfnormal", "halfcauchy", "empirical"),
+    "prior.hyperprior": ("halfnormal", "halfcauchy", "empirical", "collapsed"),
     "inference.method": ("advi", "map"),
+    "inference.kl": ("sampled", "analytic"),
     "inference.early_stopping": ("none", "val_nll", "val_accuracy"),
     "inference.optimizer": ("adam", "adamax", "sgd"),
     "inference.lr_schedule": ("cosine", "constant"),
@@ -145,6 +160,8 @@ POSITIVE = {
     "prior.sd",
     "prior.gain",
     "prior.hyper_sd",
+    "prior.alpha",
+    "prior.hyper_shape",
     "inference.kl_weight",
     "inference.patience",
     "inference.iterations",
@@ -377,6 +394,7 @@ def _check_cross_fields(config: Config) -> None:
             "out-of-distribution data; list other datasets"
         )
     inference = config.inference
+    _check_bound(config.prior, inference)
     if inference.steps_per_call > 1 and inference.backend != "jax":
         raise ConfigError(
             f"inference.steps_per_call: got {inference.steps_per_call}, but several steps per "
@@ -409,6 +427,33 @@ def _check_cross_fields(config: Config) -> None:
                     f"{config.model.kernel_size} and pool_size {config.model.pool_size}; "
                     "use fewer blocks or smaller kernels"
                 )
+
+
+def _check_bound(prior: PriorConfig, inference: InferenceConfig) -> None:
+    """The collapsed bound's keys only where they mean something: alpha for a fixed prior or a
+    collapsed hyperprior, both on the analytic KL of an ADVI fit."""
+    collapsed = prior.kind == "hierarchical" and prior.hyperprior == "collapsed"
+    if prior.kind == "fixed" and prior.hyperprior == "collapsed":
+        raise ConfigError(
+            "prior.hyperprior: collapsed applies to prior.kind hierarchical (a fixed prior "
+            "takes the collapsed mean alone: prior.alpha)"
+        )
+    if prior.alpha > 1:
+        raise ConfigError(f"prior.alpha: got {_show(prior.alpha)}, expected a number in (0, 1]")
+    if prior.alpha != 1 and prior.kind == "hierarchical" and not collapsed:
+        raise ConfigError(
+            f"prior.alpha: got {_show(prior.alpha)}, but the collapsed mean applies to a fixed "
+            f"prior or prior.hyperprior collapsed (got {prior.hyperprior}); use 1"
+        )
+    wants = "prior.hyperprior: collapsed" if collapsed else "prior.alpha below 1"
+    if (collapsed or prior.alpha != 1) and inference.method == "map":
+        raise ConfigError(f"{wants} is a bound on the ELBO; a MAP fit (inference.method) has none")
+    if (collapsed or prior.alpha != 1) and inference.kl != "analytic":
+        raise ConfigError(
+            f"{wants} needs inference.kl: analytic (got {inference.kl}); set inference.kl=analytic"
+        )
+    if inference.kl == "analytic" and inference.method == "map":
+        raise ConfigError("inference.kl: analytic is an ELBO's estimator; a MAP fit has no KL")
 
 
 def _unknown_key_message(prefix: str, key: Any, known: list[str]) -> str:

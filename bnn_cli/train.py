@@ -327,11 +327,14 @@ class Fit:
         self.run_dir, self.config = run_dir, config
         t0 = time.perf_counter()
         model = build_model(config, splits.x_train, splits.y_train)
+        from bnn_cli.fit.objective import bound_of
         from bnn_cli.models.architecture import param_specs
         from bnn_cli.models.priors import point_estimates
 
-        points = point_estimates(param_specs(config.model), config.prior)
-        self.advi = advi.make_advi(model, settings, config.seed, points)
+        specs = param_specs(config.model)
+        points = point_estimates(specs, config.prior)
+        bound = bound_of(specs, config.prior)
+        self.advi = advi.make_advi(model, settings, config.seed, points, bound)
         batches = feeder.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
         self.stepper = steppers.make_stepper(self.advi, settings, mode, batches)
         predict_fn = compile_predict(config.model, mode)

@@ -14,6 +14,7 @@ import pymc as pm
 import pytensor
 
 from bnn_cli.config import InferenceConfig
+from bnn_cli.fit.objective import AnalyticKL
 
 OPTIMIZERS = {"adam": pm.adam, "adamax": pm.adamax, "sgd": pm.sgd}
 # A MAP fit's scales: held at this sigma (never optimized), so each draw is the means to within
@@ -22,14 +23,21 @@ MAP_SIGMA = 1e-30
 
 
 def make_advi(
-    model: pm.Model, settings: InferenceConfig, seed: int, points: tuple[str, ...] = ()
-) -> pm.KLqp:
+    model: pm.Model,
+    settings: InferenceConfig,
+    seed: int,
+    points: tuple[str, ...] = (),
+    bound: dict | None = None,
+) -> pm.variational.inference.Inference:
     """PyMC's ADVI with a small initial scale on every variable (PyMC's default ~0.7 makes this
     network's ELBO NaN at once). A tempered objective (`kl_weight`, `kl_warmup`) is PyMC's own
     KLqp on the same mean-field approximation, its KL weight `beta` a shared scalar that the
     loop sets at every step like the learning rate; the plain ELBO keeps PyMC's constant 1.
     `points` (value-variable names, `models.priors.point_estimates`) are held at a point like a
-    MAP fit's, their scales never optimized: the ELBO is then maximized over them."""
+    MAP fit's, their scales never optimized: the ELBO is then maximized over them.
+    `inference.kl: analytic` swaps PyMC's Monte Carlo KL for `fit.objective.AnalyticKL` on
+    the same approximation, with `bound` (`fit.objective.bound_of`: the collapsed bound's
+    settings)."""
     if settings.method == "map":
         return make_map(model, settings, seed)
     start_sigma = {
@@ -38,7 +46,12 @@ def make_advi(
         else settings.start_sigma
         for rv in model.free_RVs
     }
-    if is_tempered(settings):
+    if settings.kl == "analytic":
+        approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+        advi = pm.variational.inference.Inference(
+            AnalyticKL, approx, None, beta=beta_of(settings), **(bound or {})
+        )
+    elif is_tempered(settings):
         approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
         advi = pm.KLqp(approx, beta=beta_of(settings))
     else:

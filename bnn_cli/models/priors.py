@@ -10,6 +10,11 @@
   determination, e.g. one per pixel of the first dense layer) or per output unit (`output`: a
   hidden unit or conv filter the data does not need can be switched off as a whole). Biases
   always get one scale per tensor.
+- `hierarchical` with `hyperprior: collapsed`: each tensor is one Normal in the model, at the
+  variance its hyperprior centres on (`hyper_sd`); the objective (`fit.objective`) integrates
+  out, per `scale_per` group, an inverse-gamma hyperprior on that variance and a Normal one on
+  each weight's mean (`alpha`): the collapsed bound of Tomczak et al. (2021). What the fit
+  learned about each group's variance is the inverse-gamma of `collapsed_posterior`.
 
 Every other module asks `factors` which variables a tensor is made of: approx.npz keys, weight
 draws and the scale plots all follow from it.
@@ -49,9 +54,13 @@ def scale_shape(spec: ParamSpec, scale_per: str) -> tuple[int, ...]:
     return (spec.shape[-1],)  # output: one per unit or filter
 
 
+def is_collapsed(prior: PriorConfig) -> bool:
+    return prior.kind == "hierarchical" and prior.hyperprior == "collapsed"
+
+
 def factors(spec: ParamSpec, prior: PriorConfig) -> list[Factor]:
     """The approximation's variables that make up one network tensor under `prior`."""
-    if prior.kind == "fixed":
+    if prior.kind == "fixed" or is_collapsed(prior):
         return [Factor(spec.name, spec.shape)]
     scale = spec.name + SCALE_SUFFIX + LOG_SUFFIX
     return [
@@ -109,8 +118,9 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
     """
     import pymc as pm
 
-    if prior.kind == "fixed":
-        sd = resolve_sd(prior.sd, prior.gain, spec.fan_in)
+    if prior.kind == "fixed" or is_collapsed(prior):
+        size = prior.hyper_sd if is_collapsed(prior) else prior.sd
+        sd = resolve_sd(size, prior.gain, spec.fan_in)
         return pm.Normal(spec.name, mu=0.0, sigma=sd, shape=spec.shape, initval=initval)
     # Start the scale where the initial weights are (He std); biases start at a small scale.
     start = np.sqrt(2.0 / spec.fan_in) if spec.is_weight else 0.1
@@ -131,3 +141,35 @@ def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
         initval=(initval / start).astype(initval.dtype),
     )
     return pm.Deterministic(spec.name, scale * raw)
+
+
+def group_axes(spec: ParamSpec, prior: PriorConfig) -> tuple[int, ...]:
+    """The axes of a tensor that share one prior variance under the collapsed hyperprior
+    (`scale_per`, as `scale_shape` lays the scales out): all of them for one per tensor."""
+    shape = scale_shape(spec, prior.scale_per)
+    padded = (1,) * (len(spec.shape) - len(shape)) + shape
+    return tuple(axis for axis, size in enumerate(padded) if size == 1)
+
+
+def collapsed_posterior(spec: ParamSpec, prior: PriorConfig, mu, sigma):
+    """The inverse-gamma posterior (shape, rate) of each group's prior variance v given the
+    weights' mean-field posterior (mu, sigma: NumPy arrays or PyTensor tensors of the tensor's
+    shape), with the hyperprior IG(a, a v0) (E[1/v] = 1 / v0, v0 = hyper_sd^2) and the means'
+    hyperprior of `alpha` integrated out: shape a + n/2, rate a v0 + sum(sigma^2 + alpha mu^2)/2
+    over each group's n weights. Both keep the tensor's rank (size 1 along the group's axes)."""
+    axes = group_axes(spec, prior)
+    size = math.prod(spec.shape[axis] for axis in axes)
+    v0 = resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in) ** 2
+    spread = (sigma**2 + prior.alpha * mu**2).sum(axis=axes, keepdims=True)
+    shape = prior.hyper_shape + size / 2
+    return shape, prior.hyper_shape * v0 + spread / 2
+
+
+def collapsed_scale_draws(
+    spec: ParamSpec, prior: PriorConfig, mu, sigma, draws: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Draws of each group's prior scale sqrt(v), (draws, *scale_shape), from the posterior
+    `collapsed_posterior` gives: v = rate / Gamma(shape)."""
+    shape, rate = collapsed_posterior(spec, prior, mu, sigma)
+    v = np.asarray(rate) / rng.gamma(shape, size=(draws, *np.shape(rate)))
+    return np.sqrt(v).reshape((draws, *scale_shape(spec, prior.scale_per)))
