@@ -91,6 +91,16 @@ class TrainedRun:
 
         return params.load(self.path, self.config)
 
+    def prior_scales(self, draws: int = 100) -> dict[str, np.ndarray] | None:
+        """Posterior draws of each layer's learned prior scale, `<tensor>_scale` -> (draws,
+        *scale shape) (one per tensor, input or output unit, as `prior.scale_per` says), the
+        draws the report's prior-scale plot shows; None for a fixed prior. Under the collapsed
+        hyperprior they come from the inverse-gamma posterior of each group's variance."""
+        self._single("prior_scales")
+        from bnn_cli.posterior.evaluate import prior_scale_draws
+
+        return prior_scale_draws(self.config, self.params, draws)
+
     @cached_property
     def _compile_mode(self) -> str | None:
         """Sets PyTensor's floatX for this run; the compile mode of its backend."""

@@ -285,3 +285,25 @@ def test_a_pruned_run_says_why_it_stopped(tmp_path):
     row = collect_row(run)
     assert row["state"] == "pruned" and row["accuracy"] is None
     assert row["problem"] == "trial 4 pruned at iteration 100: val_nll 0.42 is behind"
+
+
+@pytest.mark.parametrize(
+    ("inference", "prior", "objective"),
+    [
+        ({"kl": "analytic"}, {}, "ELBO, analytic KL"),
+        (
+            {"kl": "analytic"},
+            {"kind": "fixed", "alpha": 0.025},
+            "ELBO, analytic KL, collapsed bound (mean, alpha 0.025)",
+        ),
+        (
+            {"kl": "analytic", "kl_weight": 0.5},
+            {"kind": "hierarchical", "hyperprior": "collapsed", "alpha": 0.1},
+            "tempered: KL x0.5, analytic KL, collapsed bound (variance and mean, alpha 0.1)",
+        ),
+    ],
+)
+def test_the_objective_says_its_estimator_and_bound(inference, prior, objective):
+    from bnn_cli.report.compare import describe_objective
+
+    assert describe_objective(inference, prior) == objective

@@ -274,3 +274,55 @@ def test_the_method_is_advi_or_map(tmp_path):
     assert error_of(tmp_path, "inference: {method: mcmc}\n") == (
         "inference.method: got 'mcmc', expected one of advi, map"
     )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("inference: {kl: exact}", "inference.kl: got 'exact', expected one of sampled, analytic"),
+        (
+            "prior: {kind: hierarchical, hyperprior: flat}",
+            "prior.hyperprior: got 'flat', expected one of halfnormal, halfcauchy, empirical, "
+            "collapsed",
+        ),
+        (
+            "prior: {kind: hierarchical, hyperprior: collapsed}",
+            "prior.hyperprior: collapsed needs inference.kl: analytic (got sampled)",
+        ),
+        (
+            "prior: {kind: fixed, hyperprior: collapsed}\ninference: {kl: analytic}",
+            "prior.hyperprior: collapsed applies to prior.kind hierarchical",
+        ),
+        (
+            "prior: {alpha: 0.1}",
+            "prior.alpha below 1 needs inference.kl: analytic (got sampled)",
+        ),
+        ("prior: {alpha: 1.5}\ninference: {kl: analytic}", "prior.alpha: got 1.5, expected a"),
+        ("prior: {alpha: 0}", "prior.alpha: got 0.0, expected a value greater than 0"),
+        (
+            "prior: {kind: hierarchical, alpha: 0.1}\ninference: {kl: analytic}",
+            "prior.alpha: got 0.1, but the collapsed mean applies to a fixed prior or "
+            "prior.hyperprior collapsed (got halfnormal)",
+        ),
+        (
+            "inference: {kl: analytic, method: map}",
+            "inference.kl: analytic is an ELBO's estimator; a MAP fit has no KL",
+        ),
+        ("prior: {hyper_shape: -1}", "prior.hyper_shape: got -1.0, expected a value greater"),
+    ],
+)
+def test_the_bound_and_its_estimator_are_checked(tmp_path, text, expected):
+    assert expected in error_of(tmp_path, text + "\n")
+
+
+def test_the_collapsed_bound_loads_with_the_analytic_kl(tmp_path):
+    text = (
+        "prior: {kind: hierarchical, hyperprior: collapsed, alpha: 0.025, hyper_shape: 2}\n"
+        "inference: {kl: analytic}\n"
+    )
+    config = load_config(write(tmp_path, text))
+    assert (config.prior.hyperprior, config.prior.alpha, config.inference.kl) == (
+        "collapsed",
+        0.025,
+        "analytic",
+    )

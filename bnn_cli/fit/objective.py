@@ -107,8 +107,10 @@ def collapsed_kl(spec: ParamSpec, prior: PriorConfig, mu, sigma):
     v0 = resolve_sd(prior.hyper_sd, prior.gain, spec.fan_in) ** 2
     n_groups = math.prod(scale_shape(spec, prior.scale_per))
     entropy = (-pt.log(sigma) - 0.5 - 0.5 * math.log(prior.alpha)).sum()
-    constant = -a * math.log(a * v0) + math.lgamma(a) - math.lgamma(shape)
-    return entropy + n_groups * constant + (shape * pt.log(rate)).sum()
+    # A log(B) and lgamma(A) are each millions for a large layer; written as A log(B / A) and
+    # a constant taken in float64 they cancel before the float32 graph sees them.
+    constant = shape * math.log(shape) - math.lgamma(shape) - a * math.log(a * v0) + math.lgamma(a)
+    return entropy + n_groups * constant + (shape * pt.log(rate / shape)).sum()
 
 
 def sampled_kl(approx, variables: list):

@@ -239,14 +239,33 @@ def prior_scale_draws(
 ) -> dict[str, np.ndarray] | None:
     """Posterior draws of each layer's prior scales (hierarchical runs), (draws, *scale shape):
     the scales live on the log scale in the approximation (PyMC's log transform of a
-    HalfNormal). `load_params` has already checked that each is present with its shape."""
+    HalfNormal). `load_params` has already checked that each is present with its shape. Under
+    the collapsed hyperprior a scale is no variable of the fit: its draws come from the
+    inverse-gamma posterior of the variance the bound integrated out."""
     if config.prior.kind != "hierarchical":
         return None
     from bnn_cli.models.architecture import param_specs
-    from bnn_cli.models.priors import scale_names
+    from bnn_cli.models.priors import (
+        SCALE_SUFFIX,
+        collapsed_scale_draws,
+        is_collapsed,
+        scale_names,
+    )
     from bnn_cli.posterior.predictive import softplus
 
     rng = np.random.default_rng([config.seed, 3])
+    if is_collapsed(config.prior):
+        return {
+            spec.name + SCALE_SUFFIX: collapsed_scale_draws(
+                spec,
+                config.prior,
+                arrays[f"mu/{spec.name}"].astype(np.float64),
+                softplus(arrays[f"rho/{spec.name}"].astype(np.float64)),
+                draws,
+                rng,
+            )
+            for spec in param_specs(config.model)
+        }
     out = {}
     for name, factor in scale_names(param_specs(config.model), config.prior).items():
         mu, rho = arrays[f"mu/{factor.key}"], arrays[f"rho/{factor.key}"]

@@ -194,7 +194,7 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
         "architecture": model.get("architecture"),
         "prior": prior.get("kind"),
         "planned_iterations": _int((config.get("inference") or {}).get("iterations")),
-        "objective": describe_objective(config.get("inference") or {}),
+        "objective": describe_objective(config.get("inference") or {}, prior),
     }
 
 
@@ -237,11 +237,13 @@ def format_duration(seconds: Any) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def describe_objective(inference: dict[str, Any]) -> str:
+def describe_objective(inference: dict[str, Any], prior: dict[str, Any] | None = None) -> str:
     """ "ELBO", or how it was tempered: a KL weight below 1 fits a colder (narrower) posterior
     than the Bayesian one, which every report and comparison must say. A MAP fit's objective is
     the log joint density at a point: "MAP (no posterior)", its prior weighted like a tempered
-    twin's KL term where asked. An ensemble's members each fit that objective."""
+    twin's KL term where asked. An ensemble's members each fit that objective. The collapsed
+    bound (a prior's alpha below 1, or its collapsed hyperprior) and the analytic KL are
+    named too."""
     size = inference.get("ensemble")
     members = f", ensemble of {size}" if size else ""
     weight, warmup = inference.get("kl_weight", 1.0), inference.get("kl_warmup", 0)
@@ -249,9 +251,15 @@ def describe_objective(inference: dict[str, Any]) -> str:
     if inference.get("method") == "map":
         tempered = f", prior x{weight:g}{ramp}" if weight != 1.0 or warmup else ""
         return f"MAP (no posterior{tempered}){members}"
+    estimator = ", analytic KL" if inference.get("kl") == "analytic" else ""
+    prior = prior or {}
+    if prior.get("hyperprior") == "collapsed" and prior.get("kind") == "hierarchical":
+        estimator += f", collapsed bound (variance and mean, alpha {prior.get('alpha', 1.0):g})"
+    elif prior.get("alpha", 1.0) != 1.0:
+        estimator += f", collapsed bound (mean, alpha {prior['alpha']:g})"
     if weight == 1.0 and not warmup:
-        return f"ELBO{members}"
-    return f"tempered: KL x{weight:g}{ramp}{members}"
+        return f"ELBO{estimator}{members}"
+    return f"tempered: KL x{weight:g}{ramp}{estimator}{members}"
 
 
 def describe_kept(inference: dict[str, Any], status: dict[str, Any]) -> str:

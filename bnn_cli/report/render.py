@@ -353,7 +353,7 @@ def config_summary(config: dict[str, Any], status: dict[str, Any]) -> list[list[
             f"rho step x{inference.get('rho_lr_scale', 1.0):g}, start sigma "
             f"{inference.get('start_sigma', '?')}",
         ],
-        ["objective", describe_objective(inference)],
+        ["objective", describe_objective(inference, config.get("prior") or {})],
         ["kept", describe_kept(inference, status)],
         ["compute", f"backend {inference.get('backend', '?')}, {inference.get('floatX', '?')}"],
         ["wall time", format_duration(status.get("wall_s"))],
@@ -386,13 +386,21 @@ def describe_prior(prior: dict[str, Any]) -> str:
         per = prior.get("scale_per", "tensor")
         per = "tensor" if per == "tensor" else f"{per} unit (biases: per tensor)"
         hyper = prior.get("hyperprior", "halfnormal")
+        if hyper == "collapsed":
+            return (
+                f"hierarchical: N(m, v) per {per}, v ~ InvGamma({prior.get('hyper_shape', 1.0):g}"
+                f", centred on {sd(prior.get('hyper_sd', '?'))}^2), m per weight with alpha "
+                f"{prior.get('alpha', 1.0):g}, both integrated out (collapsed bound)"
+            )
         if hyper == "empirical":
             return (
                 f"hierarchical: N(0, s) per {per}, s a point fitted to the data (empirical Bayes)"
             )
         law = "HalfCauchy" if hyper == "halfcauchy" else "HalfNormal"
         return f"hierarchical: N(0, s) per {per}, s ~ {law}({sd(prior.get('hyper_sd', '?'))})"
-    return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))})"
+    alpha = prior.get("alpha", 1.0)
+    mean = f", its mean integrated out (collapsed, alpha {alpha:g})" if alpha != 1.0 else ""
+    return f"{prior.get('kind', '?')}: N(0, {sd(prior.get('sd', '?'))}){mean}"
 
 
 def per_class_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
