@@ -331,10 +331,8 @@ class Fit:
         from bnn_cli.models.architecture import param_specs
         from bnn_cli.models.priors import point_estimates
 
-        specs = param_specs(config.model)
-        points = point_estimates(specs, config.prior)
-        bound = bound_of(specs, config.prior)
-        self.advi = advi.make_advi(model, settings, config.seed, points, bound)
+        points = point_estimates(param_specs(config.model), config.prior)
+        self.advi = advi.make_advi(model, settings, config.seed, points, bound_of(config))
         batches = feeder.MinibatchFeeder(model, splits.x_train, splits.y_train, config.seed)
         self.stepper = steppers.make_stepper(self.advi, settings, mode, batches)
         predict_fn = compile_predict(config.model, mode)

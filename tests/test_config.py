@@ -309,6 +309,16 @@ def test_the_method_is_advi_or_map(tmp_path):
             "inference.kl: analytic is an ELBO's estimator; a MAP fit has no KL",
         ),
         ("prior: {hyper_shape: -1}", "prior.hyper_shape: got -1.0, expected a value greater"),
+        (
+            "inference: {gradient: flipout}",
+            "inference.gradient: got 'flipout', expected one of shared, local",
+        ),
+        ("inference: {gradient: local}", "inference.gradient: local needs inference.kl: analytic"),
+        (
+            "prior: {kind: hierarchical}\ninference: {gradient: local, kl: analytic}",
+            "inference.gradient: local needs each tensor to be one Normal: prior.kind fixed or "
+            "prior.hyperprior collapsed (got halfnormal)",
+        ),
     ],
 )
 def test_the_bound_and_its_estimator_are_checked(tmp_path, text, expected):

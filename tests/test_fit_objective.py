@@ -218,3 +218,70 @@ def test_the_same_seed_gives_the_same_parameters_with_the_analytic_kl(real_data_
         assert a.files == b.files
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def local_and_shared(hidden: list[int], draws: int, what):
+    """`what(fit)` -> a graph, evaluated `draws` times (fresh noise each) for the shared-draw
+    and the per-image estimator on the same model, parameters and minibatch."""
+    import pymc as pm
+
+    results = {}
+    for gradient in ("shared", "local"):
+        config = config_from_dict(
+            {
+                "model": {"hidden": hidden},
+                "prior": {"sd": "fan_in"},
+                "data": {"train_size": 64, "val_size": 5},
+                "inference": {"batch_size": 64, "kl": "analytic", "gradient": gradient},
+            }
+        )
+        rng = np.random.default_rng(0)
+        images, labels = rng.random((64, 28, 28)).astype("float32"), rng.integers(0, 10, 64)
+        model = build_model(config, images, labels)
+        fit = fit_advi.make_advi(model, config.inference, 0, (), objective.bound_of(config))
+        (group,) = fit.approx.groups
+        rho = group.shared_params["rho"]
+        rho.set_value(np.full(rho.get_value().shape, np.log(np.expm1(0.05)), "float32"))
+        graph = fit.approx.set_size_and_deterministic(what(fit), 1, 0)
+        fn = pm.pytensorf.compile([], graph)
+        results[gradient] = [fn() for _ in range(draws)]
+    return results
+
+
+def test_per_image_noise_keeps_each_images_predictive_moments():
+    """Each image's logits have the same distribution under both estimators (the weights of
+    different layers are independent under mean-field, so drawing each layer's outputs from
+    their marginal given its inputs keeps the image's joint law): same mean and variance."""
+
+    def logits(fit):
+        if fit.objective.op.local is None:
+            model = fit.approx.model
+            (obs,) = model.observed_RVs
+            (shared,) = model.replace_rvs_by_values([objective.logits_of(obs)])
+            return fit.approx.symbolic_single_sample(shared)
+        return objective.local_logits(fit.approx, *fit.objective.op.local)
+
+    draws = local_and_shared([8], 3000, logits)
+    shared, local = np.stack(draws["shared"]), np.stack(draws["local"])
+    assert shared.shape == local.shape == (3000, 64, 10)
+    standard_error = np.sqrt((shared.var(0) + local.var(0)) / len(shared))
+    assert np.abs(local.mean(0) - shared.mean(0)).max() < 0.1 * np.abs(shared.mean(0)).max()
+    assert np.all(np.abs(local.mean(0) - shared.mean(0)) < 5 * standard_error)
+    np.testing.assert_allclose(local.var(0), shared.var(0), rtol=0.2)
+
+
+def test_per_image_noise_lowers_the_gradient_variance_of_every_weight_tensor():
+    """The same minibatch and parameters, 200 gradients of the loss with respect to the means
+    under each estimator: the per-image one varies less for every weight tensor."""
+    import pytensor
+
+    def gradients(fit):
+        (group,) = fit.approx.groups
+        grad = pytensor.grad(fit.objective.op.apply(None), group.shared_params["mu"])
+        return [grad[group.ordering[name][1]] for name in ("dense1_w", "out_w")]
+
+    draws = local_and_shared([32], 200, gradients)
+    for i, name in enumerate(("dense1_w", "out_w")):
+        shared = np.stack([d[i] for d in draws["shared"]]).var(0).mean()
+        local = np.stack([d[i] for d in draws["local"]]).var(0).mean()
+        assert local < shared, (name, local / shared)

@@ -25,16 +25,23 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pymc as pm
+import pytensor
 import pytensor.tensor as pt
+from pytensor.graph.replace import graph_replace
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import NormalRV
+from pytensor.tensor.special import Softmax
 
-from bnn_cli.config import PriorConfig
-from bnn_cli.models.architecture import ParamSpec
+from bnn_cli.config import Config, ModelConfig, PriorConfig
+from bnn_cli.models.architecture import ParamSpec, forward, param_specs
+from bnn_cli.models.build import IMAGES_BATCH
+from bnn_cli.models.layers import Gaussian
 from bnn_cli.models.priors import collapsed_posterior, is_collapsed, resolve_sd, scale_shape
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+LOCAL_NOISE_STREAM = 5  # numpy's [seed, 5]: apart from the streams 1-4 of training and evaluation
 
 
 class AnalyticKL(pm.operators.KL):
@@ -47,14 +54,19 @@ class AnalyticKL(pm.operators.KL):
         beta=1.0,
         alpha: float = 1.0,
         collapsed: dict[str, tuple[ParamSpec, PriorConfig]] | None = None,
+        local: tuple[ModelConfig, int] | None = None,
     ):
         super().__init__(approx, beta=beta)
         self.alpha = alpha
         self.collapsed = collapsed or {}
+        self.local = local
 
     def apply(self, f):
+        scale = self.approx.symbolic_normalizing_constant
         kl = kl_term(self.approx, self.alpha, self.collapsed)
-        return -self.datalogp_norm + self.beta * kl / self.approx.symbolic_normalizing_constant
+        if self.local is None:
+            return -self.datalogp_norm + self.beta * kl / scale
+        return -(local_datalogp(self.approx, *self.local) - self.beta * kl) / scale
 
 
 def kl_term(approx, alpha: float = 1.0, collapsed: dict | None = None):
@@ -128,8 +140,59 @@ def sampled_kl(approx, variables: list):
     return logq - approx.symbolic_single_sample(logp)
 
 
-def bound_of(specs: list[ParamSpec], prior: PriorConfig) -> dict:
-    """`AnalyticKL`'s settings for this prior: alpha, and the tensors whose variance the
-    collapsed hyperprior integrates out (with their spec and prior)."""
+def bound_of(config: Config) -> dict:
+    """`AnalyticKL`'s settings for this config: alpha, the tensors whose variance the
+    collapsed hyperprior integrates out (with their spec and prior), and for per-image noise
+    (`inference.gradient: local`) the network and the seed of its noise."""
+    prior = config.prior
+    specs = param_specs(config.model)
     collapsed = {spec.name: (spec, prior) for spec in specs} if is_collapsed(prior) else {}
-    return {"alpha": prior.alpha if not collapsed else 1.0, "collapsed": collapsed}
+    local = (config.model, config.seed) if config.inference.gradient == "local" else None
+    return {"alpha": prior.alpha if not collapsed else 1.0, "collapsed": collapsed, "local": local}
+
+
+class NoiseStream:
+    """Standard normals for the per-image noise, one seeded generator threaded from draw to
+    draw (PyMC's compile turns the chain into the generator's update)."""
+
+    def __init__(self, seed: int):
+        self.rng = pytensor.shared(np.random.default_rng([seed, LOCAL_NOISE_STREAM]))
+
+    def __call__(self, shape: tuple[int, ...]):
+        draw = pt.random.normal(0.0, 1.0, size=shape, rng=self.rng, dtype=pytensor.config.floatX)
+        self.rng = draw.owner.outputs[0]
+        return draw
+
+
+def local_datalogp(approx, model_config: ModelConfig, seed: int):
+    """The likelihood's term with per-image noise: the model's own observed variable and its
+    total_size scaling, its logits replaced by the same network fed each tensor's mean-field
+    Gaussian (`models.layers.Gaussian`), so every image draws its pre-activations from their
+    exact marginal instead of all images sharing one weight draw."""
+    model = approx.model
+    (obs,) = model.observed_RVs
+    logp = pm.logp(obs, model.rvs_to_values[obs])
+    logits = local_logits(approx, model_config, seed)
+    return graph_replace(logp, {logits_of(obs): logits}, strict=False).sum()
+
+
+def local_logits(approx, model_config: ModelConfig, seed: int):
+    """The minibatch's logits, each image's pre-activations drawn from their marginal under
+    the mean-field posterior."""
+    (group,) = approx.groups
+    noise = NoiseStream(seed)
+    tensors = {}
+    for spec in param_specs(model_config):
+        _, where, shape, _ = group.ordering[spec.name]
+        mean, sd = group.mean[where].reshape(shape), group.std[where].reshape(shape)
+        tensors[spec.name] = Gaussian(mean, sd**2, noise)
+    return forward(approx.model[IMAGES_BATCH], tensors, model_config)
+
+
+def logits_of(obs):
+    """The logits the model's Categorical likelihood takes its probabilities from (the input
+    of its softmax)."""
+    for node in ancestors([obs]):
+        if node.owner is not None and isinstance(node.owner.op, Softmax):
+            return node.owner.inputs[0]
+    raise ValueError(f"the observed variable {obs.name} has no softmax of logits")
