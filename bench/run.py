@@ -81,9 +81,10 @@ def bnn_fit(
     evaluate: bool = False,
     env=None,
     steps_per_call: int = 0,
+    sets: tuple[str, ...] = (),
 ) -> dict:
     """A `bnn train` from a cold compile cache; its steady rate, compile time, memory, wall.
-    `steps_per_call` 0 is the backend's default K."""
+    `steps_per_call` 0 is the backend's default K; `sets` more `--set` overrides."""
     log_every = max(1, iters // 10)
     cmd = [
         sys.executable,
@@ -106,6 +107,8 @@ def bnn_fit(
         cmd += [*cut, "--set", f"inference.eval_every={iters}"]
     if steps_per_call:
         cmd += ["--set", f"inference.steps_per_call={steps_per_call}"]
+    for item in sets:
+        cmd += ["--set", item]
     with tempfile.TemporaryDirectory() as cache:
         output, wall, rss = run_process(
             cmd, {"PYTENSOR_FLAGS": f"compiledir={cache}", **(env or {})}
@@ -329,6 +332,12 @@ def table(results: dict) -> str:
 
 
 CPU = {"JAX_PLATFORMS": "cpu"}  # the CPU rows stay CPU rows on a machine with a GPU
+# The objective's estimators side by side, on each shipped network: PyMC's Monte Carlo KL at one
+# weight draw shared by the minibatch, and the closed-form KL with per-image noise.
+ESTIMATORS = {
+    "shared draw": ("inference.kl=sampled", "inference.gradient=shared", "prior.alpha=1"),
+    "per-image noise": ("inference.kl=analytic", "inference.gradient=local"),
+}
 
 
 def cpu_rates(args, runs_dir: Path) -> dict:
@@ -341,6 +350,11 @@ def cpu_rates(args, runs_dir: Path) -> dict:
             )
         if not args.skip_anchors:
             measures[f"jax_{arch}"] = partial(jax_anchor, arch, iters, env=CPU)
+        if args.estimators:
+            for label, sets in ESTIMATORS.items():
+                measures[f"bnn {arch} [{label}]"] = partial(
+                    bnn_fit, arch, iters, runs_dir, "jax", env=CPU, sets=sets
+                )
     # jax_mfvi.py conv's five test reports (untimed, left out of its rate) take about two
     # minutes each on the 2-core box: XLA's CPU runs its vmapped draws of the conv net as a grouped
     # convolution. Three rounds of it were most of the bench's 50 minutes; one is enough to
@@ -430,6 +444,12 @@ def main() -> None:
         "--eval-draws", type=int, default=100, help="draws of the evaluation rows (0: none)"
     )
     parser.add_argument("--skip-anchors", action="store_true")
+    parser.add_argument(
+        "--no-estimators",
+        dest="estimators",
+        action="store_false",
+        help="leave out the rows of each KL / likelihood-noise estimator",
+    )
     parser.add_argument(
         "--suite",
         choices=["cpu", "gpu"],

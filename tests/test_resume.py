@@ -43,6 +43,14 @@ EARLY = ["inference.eval_every=10", "inference.early_stopping=val_nll", "inferen
 CASES = {
     "one step per call": ["inference.steps_per_call=1"],
     "ten steps per call, early stopping": ["inference.steps_per_call=10", *EARLY],
+    # The per-image noise has a generator of its own, carried through the checkpoint too.
+    "collapsed bound, per-image noise": [
+        "inference.kl=analytic",
+        "inference.gradient=local",
+        "prior.kind=hierarchical",
+        "prior.hyperprior=collapsed",
+        "prior.alpha=0.1",
+    ],
 }
 
 
