@@ -24,6 +24,7 @@ Tomczak, Swaroop, Foong & Turner, NeurIPS 2021):
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -50,18 +51,18 @@ class AnalyticKL(pm.operators.KL):
 
     def __init__(
         self,
-        approx,
-        beta=1.0,
+        approx: Any,
+        beta: Any = 1.0,
         alpha: float = 1.0,
         collapsed: dict[str, tuple[ParamSpec, PriorConfig]] | None = None,
         local: tuple[ModelConfig, int] | None = None,
-    ):
+    ) -> None:
         super().__init__(approx, beta=beta)
         self.alpha = alpha
         self.collapsed = collapsed or {}
         self.local = local
 
-    def apply(self, f):
+    def apply(self, f: Any) -> Any:
         scale = self.approx.symbolic_normalizing_constant
         kl = kl_term(self.approx, self.alpha, self.collapsed)
         if self.local is None:
@@ -69,7 +70,7 @@ class AnalyticKL(pm.operators.KL):
         return -(local_datalogp(self.approx, *self.local) - self.beta * kl) / scale
 
 
-def kl_term(approx, alpha: float = 1.0, collapsed: dict | None = None):
+def kl_term(approx: Any, alpha: float = 1.0, collapsed: dict | None = None) -> Any:
     """KL(q || p) of the whole approximation: closed-form terms for the Normal priors of
     constants (`collapsed` names those whose variance is integrated out, with their tensor's
     spec and prior), plus the sampled `log q - log p` of every other variable at the draw the
@@ -94,7 +95,7 @@ def kl_term(approx, alpha: float = 1.0, collapsed: dict | None = None):
     return pt.add(*closed, sampled_kl(approx, sampled)) if closed else sampled_kl(approx, sampled)
 
 
-def normal_of_constants(rv, model) -> bool:
+def normal_of_constants(rv: Any, model: Any) -> bool:
     """A Normal whose mean and sd depend on no other variable of the model."""
     if not isinstance(rv.owner.op, NormalRV):
         return False
@@ -103,7 +104,7 @@ def normal_of_constants(rv, model) -> bool:
     return not any(node in variables for node in ancestors(params))
 
 
-def gaussian_kl(mu, sigma, loc, scale, alpha: float = 1.0):
+def gaussian_kl(mu: Any, sigma: Any, loc: Any, scale: Any, alpha: float = 1.0) -> Any:
     """sum KL(N(mu, sigma^2) || N(loc, scale^2)), the mean's term weighted by alpha (the
     collapsed hyperprior on the prior mean, with its constant)."""
     var = scale**2
@@ -111,7 +112,7 @@ def gaussian_kl(mu, sigma, loc, scale, alpha: float = 1.0):
     return terms.sum() - 0.5 * math.log(alpha) * terms.size
 
 
-def collapsed_kl(spec: ParamSpec, prior: PriorConfig, mu, sigma):
+def collapsed_kl(spec: ParamSpec, prior: PriorConfig, mu: Any, sigma: Any) -> Any:
     """The tensor's KL under the collapsed hyperpriors (this module's docstring), summed over
     its groups."""
     shape, rate = collapsed_posterior(spec, prior, mu, sigma)
@@ -125,7 +126,7 @@ def collapsed_kl(spec: ParamSpec, prior: PriorConfig, mu, sigma):
     return entropy + n_groups * constant + (shape * pt.log(rate / shape)).sum()
 
 
-def sampled_kl(approx, variables: list):
+def sampled_kl(approx: Any, variables: list) -> Any:
     """log q - log p (with the log-transform's Jacobian) of `variables` [(rv, flat slice)] at
     the step's single draw, as PyMC's KLqp estimates the whole KL."""
     if not variables:
@@ -155,16 +156,16 @@ class NoiseStream:
     """Standard normals for the per-image noise, one seeded generator threaded from draw to
     draw (PyMC's compile turns the chain into the generator's update)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int) -> None:
         self.rng = pytensor.shared(np.random.default_rng([seed, LOCAL_NOISE_STREAM]))
 
-    def __call__(self, shape: tuple[int, ...]):
+    def __call__(self, shape: tuple[int, ...]) -> Any:
         draw = pt.random.normal(0.0, 1.0, size=shape, rng=self.rng, dtype=pytensor.config.floatX)
         self.rng = draw.owner.outputs[0]
         return draw
 
 
-def local_datalogp(approx, model_config: ModelConfig, seed: int):
+def local_datalogp(approx: Any, model_config: ModelConfig, seed: int) -> Any:
     """The likelihood's term with per-image noise: the model's own observed variable and its
     total_size scaling, its logits replaced by the same network fed each tensor's mean-field
     Gaussian (`models.layers.Gaussian`), so every image draws its pre-activations from their
@@ -176,7 +177,7 @@ def local_datalogp(approx, model_config: ModelConfig, seed: int):
     return graph_replace(logp, {logits_of(obs): logits}, strict=False).sum()
 
 
-def local_logits(approx, model_config: ModelConfig, seed: int):
+def local_logits(approx: Any, model_config: ModelConfig, seed: int) -> Any:
     """The minibatch's logits, each image's pre-activations drawn from their marginal under
     the mean-field posterior."""
     (group,) = approx.groups
@@ -189,7 +190,7 @@ def local_logits(approx, model_config: ModelConfig, seed: int):
     return forward(approx.model[IMAGES_BATCH], tensors, model_config)
 
 
-def logits_of(obs):
+def logits_of(obs: Any) -> Any:
     """The logits the model's Categorical likelihood takes its probabilities from (the input
     of its softmax)."""
     for node in ancestors([obs]):

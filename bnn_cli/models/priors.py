@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -151,7 +152,9 @@ def group_axes(spec: ParamSpec, prior: PriorConfig) -> tuple[int, ...]:
     return tuple(axis for axis, size in enumerate(padded) if size == 1)
 
 
-def collapsed_posterior(spec: ParamSpec, prior: PriorConfig, mu, sigma):
+def collapsed_posterior(
+    spec: ParamSpec, prior: PriorConfig, mu: Any, sigma: Any
+) -> tuple[float, Any]:
     """The inverse-gamma posterior (shape, rate) of each group's prior variance v given the
     weights' mean-field posterior (mu, sigma: NumPy arrays or PyTensor tensors of the tensor's
     shape), with the hyperprior IG(a, a v0) (E[1/v] = 1 / v0, v0 = hyper_sd^2) and the means'
@@ -166,7 +169,7 @@ def collapsed_posterior(spec: ParamSpec, prior: PriorConfig, mu, sigma):
 
 
 def collapsed_scale_draws(
-    spec: ParamSpec, prior: PriorConfig, mu, sigma, draws: int, rng: np.random.Generator
+    spec: ParamSpec, prior: PriorConfig, mu: Any, sigma: Any, draws: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Draws of each group's prior scale sqrt(v), (draws, *scale_shape), from the posterior
     `collapsed_posterior` gives: v = rate / Gamma(shape)."""
