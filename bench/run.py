@@ -333,9 +333,11 @@ def table(results: dict) -> str:
 
 CPU = {"JAX_PLATFORMS": "cpu"}  # the CPU rows stay CPU rows on a machine with a GPU
 # The objective's estimators side by side, on each shipped network: PyMC's Monte Carlo KL at one
-# weight draw shared by the minibatch, and the closed-form KL with per-image noise.
+# weight draw shared by the minibatch, the closed-form KL at that draw, and the closed-form KL
+# with per-image noise.
 ESTIMATORS = {
     "shared draw": ("inference.kl=sampled", "inference.gradient=shared", "prior.alpha=1"),
+    "closed-form KL": ("inference.kl=analytic", "inference.gradient=shared"),
     "per-image noise": ("inference.kl=analytic", "inference.gradient=local"),
 }
 
