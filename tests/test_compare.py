@@ -12,7 +12,8 @@ from rich.console import Console
 
 from bnn_cli.config import Config
 from bnn_cli.errors import RunError
-from bnn_cli.report.compare import collect_row, compare_runs, format_duration
+from bnn_cli.report.compare import collect_row, compare_runs
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import write_status
 
 
@@ -274,7 +275,7 @@ def test_compare_with_nothing_to_compare_says_why(tmp_path):
     ],
 )
 def test_the_objective_says_an_ensemble(inference, objective):
-    from bnn_cli.report.compare import describe_objective
+    from bnn_cli.report.formatting import describe_objective
 
     assert describe_objective(inference) == objective
 

@@ -32,7 +32,7 @@ from bnn_cli.atomic import (
 from bnn_cli.data.datasets import DATASETS
 from bnn_cli.report import fit_report
 from bnn_cli.report import metrics as m
-from bnn_cli.report.compare import (
+from bnn_cli.report.formatting import (
     describe_kept,
     describe_objective,
     format_duration,

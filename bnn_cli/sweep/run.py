@@ -14,7 +14,7 @@ from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import RunError
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import utc_now
 from bnn_cli.sweep.executors import (
     cpu_count,

@@ -11,14 +11,8 @@ from typing import Any
 from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_text
-from bnn_cli.report.compare import (
-    comparison,
-    format_duration,
-    format_number,
-    format_percent,
-    ranked_rows,
-    rows_to_csv,
-)
+from bnn_cli.report.compare import comparison, ranked_rows, rows_to_csv
+from bnn_cli.report.formatting import format_duration, format_number, format_percent
 from bnn_cli.report.tables import DASH, Column, Tabular, emit, value
 from bnn_cli.sweep.manifest import SweepResult
 from bnn_cli.sweep.spec import SPREAD_KEYS, lookup, short

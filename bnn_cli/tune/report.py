@@ -11,7 +11,7 @@ from typing import Any
 
 from bnn_cli.atomic import atomic_write_bytes, atomic_write_text
 from bnn_cli.config import config_yaml
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.report.tables import Column, Tabular, value
 from bnn_cli.runs import utc_now
 from bnn_cli.tune.spec import TuneSpec

@@ -24,7 +24,7 @@ from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, ExitCode, RunError
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import read_status
 from bnn_cli.sweep.executors import (
     cpu_count,
