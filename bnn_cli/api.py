@@ -94,7 +94,7 @@ class TrainedRun:
     @cached_property
     def _compile_mode(self) -> str | None:
         """Sets PyTensor's floatX for this run; the compile mode of its backend."""
-        from bnn_cli.fit import backend
+        from bnn_cli.engine import backend
 
         return backend.configure(self.config.inference.floatX, self.config.inference.backend)
 

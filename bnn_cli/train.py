@@ -103,7 +103,7 @@ def train(
     run_dir = runs.create_run_dir(runs_dir, config.name)
 
     def start() -> Fit:
-        from bnn_cli.fit import backend
+        from bnn_cli.engine import backend
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
@@ -152,7 +152,7 @@ def resume(
     )
 
     def start() -> Fit:
-        from bnn_cli.fit import backend
+        from bnn_cli.engine import backend
         from bnn_cli.fit.steppers import steps_per_call
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
@@ -486,7 +486,7 @@ def make_progress(console: Console) -> Progress:
 def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
     import pytensor
 
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend
     from bnn_cli.fit.steppers import steps_per_call
     from bnn_cli.versions import installed_versions, lock_status
 

@@ -76,7 +76,7 @@ def make_synthetic_dataset() -> SyntheticFactory:
 @pytest.fixture(autouse=True, scope="session")
 def _pytensor_backend():
     """Give PyTensor the same BLAS and floatX the CLI uses, once per test session."""
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend
 
     backend.configure("float32", "c")
 

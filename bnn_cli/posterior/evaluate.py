@@ -46,7 +46,7 @@ def evaluate_run(
     sources = fitted_sources(run, config, chosen, config.draws(draws))
     ood_names = ood_sets_for(config, ood)
     shift_names = shifts_for(config, shift)
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
     from bnn_cli.data.datasets import load_ood_images, load_splits

@@ -48,13 +48,13 @@ def configure(float_x: str = "float32", backend: str = "c"):
             logger.debug("BLAS: %s", flags)
         configure._blas_done = True
     if backend == "c":
-        from bnn_cli.fit.rewrites import c_mode
+        from bnn_cli.engine.rewrites import c_mode
 
         return c_mode()
     if backend == "jax":
         import jax
 
-        from bnn_cli.fit.rewrites import jax_mode
+        from bnn_cli.engine.rewrites import jax_mode
 
         # JAX computes in 32 bits unless told otherwise; a float64 run must really be float64.
         jax.config.update("jax_enable_x64", float_x == "float64")
