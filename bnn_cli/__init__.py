@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from bnn_cli.versions import __version__
+
 __all__ = ["TrainedRun", "__version__", "load_run"]
 
 if TYPE_CHECKING:

@@ -14,7 +14,6 @@ reading a run's config, status and metrics stay cheap. `bnn predict` is built on
 
 from __future__ import annotations
 
-import json
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 from bnn_cli import runs
 from bnn_cli.config import Config
 from bnn_cli.errors import RunError
+from bnn_cli.runs import ensemble, files
 
 
 def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
@@ -34,8 +34,6 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
     used; for an ensemble, the complete members). The parameters in approx.npz are checked
     against the config on first use.
     """
-    from bnn_cli import ensemble
-
     if ensemble.is_ensemble(Path(path)):
         chosen = ensemble.usable_members(Path(path), allow_incomplete, console=None)
         run = runs.open_run(Path(path), allow_incomplete=True)
@@ -74,13 +72,7 @@ class TrainedRun:
     @property
     def metrics(self) -> dict[str, Any] | None:
         """metrics.json of the last `bnn evaluate` as a dict, or None if never evaluated."""
-        path = self.path / "metrics.json"
-        if not path.is_file():
-            return None
-        try:
-            return json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError, OSError):
-            raise RunError(f"'{path}' is corrupt (not JSON); evaluate the run again") from None
+        return files.read_metrics(self.path)
 
     @cached_property
     def params(self) -> dict[str, np.ndarray]:
@@ -139,35 +131,25 @@ class TrainedRun:
         `seed` + its index), as in `bnn evaluate`.
         """
         pixels = as_images(images)
-        from bnn_cli.posterior.predictive import predictive
+        from bnn_cli.posterior.predictive import mixture  # PyTensor: on first use
 
+        total = self.config.draws(draws)
         if not self.members:
-            return predictive(
-                self._predict_fn,
-                self.params,
-                self.config.model,
-                pixels,
-                self.config.draws(draws),
-                self.config.seed if seed is None else seed,
-                chunk_size=self.config.evaluate.chunk_size,
-            )
-        from bnn_cli.ensemble import split_draws
-
-        # One compiled network for all members: they share the architecture.
-        counts = split_draws(self.config.draws(draws), len(self.members))
-        return np.concatenate(
-            [
-                predictive(
-                    self._predict_fn,
-                    member.params,
-                    self.config.model,
-                    pixels,
-                    count,
-                    member.config.seed if seed is None else seed + i,
-                    chunk_size=self.config.evaluate.chunk_size,
-                )
+            own = self.config.seed if seed is None else seed
+            sources = [(self.params, total, own)]
+        else:
+            # One compiled network for all members: they share the architecture.
+            counts = ensemble.split_draws(total, len(self.members))
+            sources = [
+                (member.params, count, member.config.seed if seed is None else seed + i)
                 for i, (member, count) in enumerate(zip(self.members, counts, strict=True))
             ]
+        return mixture(
+            self._predict_fn,
+            sources,
+            self.config.model,
+            pixels,
+            self.config.evaluate.chunk_size,
         )
 
     @cached_property

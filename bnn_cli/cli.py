@@ -12,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from bnn_cli import __version__
 from bnn_cli.config import CHOICES
 from bnn_cli.console import make_console
 from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.report.tables import FORMATS
+from bnn_cli.versions import __version__
 
 # Progress bars and messages go to stderr so that stdout carries only results (the run path).
 err_console = make_console(stderr=True)

@@ -8,7 +8,6 @@ its own directory and through the same exit paths (`run_to_end`).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -22,12 +21,13 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bnn_cli import __version__, atomic, runs
+from bnn_cli import atomic, runs, seeds
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.fit.loop import Callback, Pruned
+from bnn_cli.runs import files
 
 if TYPE_CHECKING:
     from bnn_cli.fit import resume as fit_resume
@@ -93,7 +93,7 @@ def train(
 ) -> Path:
     """Fit the configured model and write a complete (or, when a callback raised `Pruned`,
     pruned) run directory; return its path."""
-    from bnn_cli.data.datasets import load_splits, resolve_data_dir
+    from bnn_cli.data.datasets import load_splits
 
     # The data and the runs directory first: a missing file or an unwritable directory is
     # reported at once, before PyTensor is even imported.
@@ -107,9 +107,8 @@ def train(
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-        meta = run_metadata(config, mode, argv)
-        meta["data_dir"] = str(resolve_data_dir(data_dir).resolve())  # a fallback for evaluate
-        atomic.atomic_write_json(run_dir / "meta.json", meta)
+        meta = files.new_meta(run_metadata(config, argv), data_dir)
+        files.write_meta(run_dir, meta)
         runs.write_status(
             run_dir,
             "running",
@@ -225,12 +224,8 @@ def resumable(run_dir: Path) -> tuple[Config, fit_resume.Saved]:
 
 def record_resume(run_dir: Path, iteration: int, argv: list[str] | None, pt_meta: dict) -> None:
     """meta.json's `resumed`: one entry per resume (where, when, by which command, on what)."""
-    path = run_dir / "meta.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        meta = None
-    if not isinstance(meta, dict):
+    meta = files.read_meta(run_dir)
+    if meta is None:
         meta = {}  # a damaged meta.json must not stop the fit: keep what is known now
     meta.setdefault("resumed", []).append(
         {
@@ -242,7 +237,7 @@ def record_resume(run_dir: Path, iteration: int, argv: list[str] | None, pt_meta
             "pytensor": pt_meta,
         }
     )
-    atomic.atomic_write_json(path, meta)
+    files.write_meta(run_dir, meta)
 
 
 def print_backend(console: Console, pt_meta: dict) -> None:
@@ -483,7 +478,9 @@ def make_progress(console: Console) -> Progress:
     )
 
 
-def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
+def run_metadata(config: Config, argv: list[str] | None) -> dict:
+    """What meta.json records of a fit (`runs.files.new_meta` adds bnn's version and the data
+    directory)."""
     import pytensor
 
     from bnn_cli.engine import backend
@@ -491,7 +488,6 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
     from bnn_cli.versions import installed_versions, lock_status
 
     return {
-        "bnn_version": __version__,
         "python": sys.version.split()[0],
         "versions": installed_versions(),  # pymc, pytensor, numpy, jax, ...
         "lock": lock_status(),  # are they requirements.lock's? (None: no lock file)
@@ -499,13 +495,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
         "platform": platform.platform(),
         "command_line": list(argv or sys.argv),
         "git_commit": git_commit(),
-        "seeds": {
-            "config": config.seed,
-            "advi": config.seed,
-            "initial_weights": [config.seed, 1],
-            "predictive": [config.seed, 2],  # also the validation draws during training
-            "minibatch_order": [config.seed, 4],
-        },
+        "seeds": seeds.recorded(config.seed),
         "pytensor": {
             "floatX": pytensor.config.floatX,
             "backend": config.inference.backend,

@@ -40,6 +40,7 @@ from bnn_cli.data.idx import idx_bytes
 from bnn_cli.errors import RunError
 from bnn_cli.fit import steppers
 from bnn_cli.models.architecture import param_specs
+from bnn_cli.posterior import params
 from bnn_cli.runs import store
 from tests.conftest import REAL_DATA_DIR
 from tests.test_download import FILES, cli_env, server, wait_for_partial  # noqa: F401
@@ -644,8 +645,8 @@ def fake_run(folder: Path, state: str = "complete", **status: object) -> Path:
     (folder / "config.yaml").write_text(config_yaml(config))
     arrays = {}
     for spec in param_specs(config.model):
-        arrays[f"mu/{spec.name}"] = np.full(spec.shape, 0.01, np.float32)
-        arrays[f"rho/{spec.name}"] = np.full(spec.shape, -5.0, np.float32)
+        arrays[params.key(params.MU, spec.name)] = np.full(spec.shape, 0.01, np.float32)
+        arrays[params.key(params.RHO, spec.name)] = np.full(spec.shape, -5.0, np.float32)
     np.savez(folder / "approx.npz", **arrays)
     (folder / "status.json").write_text(json.dumps({"state": state, **status}))
     return folder

@@ -42,10 +42,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from bnn_cli import __version__
 from bnn_cli.data.datasets import DatasetSpec, FileSpec, get_spec
 from bnn_cli.data.idx import IdxError, gunzip, parse_idx
 from bnn_cli.errors import DataError
+from bnn_cli.versions import __version__
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytensor.tensor as pt
 
+from bnn_cli import seeds
 from bnn_cli.config import ModelConfig
 from bnn_cli.models.layers import ACTIVATIONS, conv2d, conv_output_side, dense, max_pool
 
@@ -75,7 +76,7 @@ def forward(x, params: dict, model: ModelConfig):
 def initial_values(specs: list[ParamSpec], seed: int, dtype: str) -> dict[str, np.ndarray]:
     """He-normal weights and zero biases. PyMC's default start (all zeros) is a saddle point
     of a ReLU network: every hidden unit would get the same gradient."""
-    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from ADVI's
+    rng = seeds.stream(seed, seeds.INITIAL_WEIGHTS)
     values = {}
     for spec in specs:
         if spec.is_weight:

@@ -60,15 +60,6 @@ def factors(spec: ParamSpec, prior: PriorConfig) -> list[Factor]:
     ]
 
 
-def saved_factors(arrays: dict, name: str) -> list[Factor]:
-    """The factors of tensor `name` as found in saved parameters (approx.npz), whatever the
-    prior: the tensor itself, or its log-scale and raw parts."""
-    if f"mu/{name}" in arrays:
-        return [Factor(name, np.shape(arrays[f"mu/{name}"]))]
-    keys = [(name + SCALE_SUFFIX + LOG_SUFFIX, True), (name + RAW_SUFFIX, False)]
-    return [Factor(key, np.shape(arrays[f"mu/{key}"]), log) for key, log in keys]
-
-
 def scale_names(specs: list[ParamSpec], prior: PriorConfig) -> dict[str, Factor]:
     """`<tensor>_scale` -> its log-scale factor, for hierarchical priors (else empty)."""
     return {f.key[: -len(LOG_SUFFIX)]: f for spec in specs for f in factors(spec, prior) if f.log}

@@ -12,11 +12,13 @@ import numpy as np
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
-from bnn_cli import ensemble, runs
+from bnn_cli import runs, seeds
 from bnn_cli.config import Config
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import ConfigError
 from bnn_cli.posterior import params, threshold
+from bnn_cli.posterior.predictive import compile_predict, mixture
+from bnn_cli.runs import ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -172,8 +174,6 @@ class PosteriorPredictive:
     bar. The same seeds give the same weight draws on every call."""
 
     def __init__(self, model, sources: list[Source], mode, console: Console, chunk_size: int):
-        from bnn_cli.posterior.predictive import compile_predict
-
         self.model, self.sources, self.console = model, sources, console
         self.chunk_size = chunk_size
         self.draws = sum(source.draws for source in sources)
@@ -185,29 +185,18 @@ class PosteriorPredictive:
         return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     def __call__(self, images: np.ndarray, label: str = "") -> np.ndarray:
-        from bnn_cli.posterior.predictive import predictive
-
         title = f"posterior predictive{' ' + label if label else ''}"
         columns = (MofNCompleteColumn(), TimeRemainingColumn())
-        parts = []
         with progress_bar(self.console, title, *columns) as progress:
             task = progress.add_task("draws", total=self.draws)
-            done = 0
-            for source in self.sources:
-                parts.append(
-                    predictive(
-                        self.fn,
-                        source.arrays,
-                        self.model,
-                        images,
-                        source.draws,
-                        source.config.seed,
-                        chunk_size=self.chunk_size,
-                        progress=lambda d, before=done: progress.update(task, completed=before + d),
-                    )
-                )
-                done += source.draws
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return mixture(
+                self.fn,
+                [(source.arrays, source.draws, source.config.seed) for source in self.sources],
+                self.model,
+                images,
+                self.chunk_size,
+                progress=lambda done: progress.update(task, completed=done),
+            )
 
 
 def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
@@ -244,12 +233,10 @@ def prior_scale_draws(
         return None
     from bnn_cli.models.architecture import param_specs
     from bnn_cli.models.priors import scale_names
-    from bnn_cli.posterior.predictive import softplus
 
-    rng = np.random.default_rng([config.seed, 3])
-    out = {}
-    for name, factor in scale_names(param_specs(config.model), config.prior).items():
-        mu, rho = arrays[f"mu/{factor.key}"], arrays[f"rho/{factor.key}"]
-        noise = rng.standard_normal((draws, *np.shape(mu)))
-        out[name] = np.exp(mu + softplus(rho) * noise)
-    return out
+    rng = seeds.stream(config.seed, seeds.PRIOR_SCALES)
+    specs = param_specs(config.model)
+    return {
+        name: params.log_normal_draws(arrays, factor.key, rng, draws)
+        for name, factor in scale_names(specs, config.prior).items()
+    }

@@ -9,7 +9,6 @@ directories at all. Only when none of the paths exists is that an error.
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from bnn_cli.report.formatting import (
     plain_int,
 )
 from bnn_cli.report.tables import DASH, Column, Tabular, csv_text, emit, value
-from bnn_cli.runs import list_runs, open_run, read_status
+from bnn_cli.runs import files, list_runs, open_run, read_status
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +207,12 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_metrics(run_dir: Path) -> tuple[dict[str, Any], str | None]:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return {}, "not evaluated (no metrics.json)"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}, "metrics.json is corrupt"
-    if not isinstance(metrics, dict):
-        return {}, "metrics.json is corrupt"
+        metrics = files.read_metrics(run_dir)
+    except RunError:
+        return {}, f"{files.METRICS_JSON} is corrupt"
+    if metrics is None:
+        return {}, f"not evaluated (no {files.METRICS_JSON})"
     return metrics, None
 
 

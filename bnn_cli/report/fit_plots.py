@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from bnn_cli.fit.diagnostics import softplus, tensor_names
+from bnn_cli.posterior import params
 from bnn_cli.report.plots import ALEATORIC, EPISTEMIC, render
 
 IN_COLOR, OUT_COLOR = ALEATORIC, EPISTEMIC
@@ -19,15 +19,14 @@ LOG_FLOOR = 1e-6  # mutual information and SNR reach 0; log axes start here
 
 def posterior_png(arrays: dict[str, np.ndarray]) -> bytes:
     """Per tensor (scalars left out): histograms of sigma and of |mu| / sigma, log axes."""
-    names = [n for n in tensor_names(arrays) if np.size(arrays[f"mu/{n}"]) > 1]
+    names = [n for n in params.tensor_names(arrays) if np.size(params.mean(arrays, n)) > 1]
     return render(_draw_posterior, arrays, names, figsize=(9, 1.6 + 1.7 * len(names)))
 
 
 def _draw_posterior(fig: Figure, arrays: dict[str, np.ndarray], names: Sequence[str]) -> None:
     axes = fig.subplots(len(names), 2, squeeze=False)
     for row, name in zip(axes, names, strict=True):
-        mu = np.asarray(arrays[f"mu/{name}"], dtype=np.float64).ravel()
-        sigma = softplus(np.asarray(arrays[f"rho/{name}"], dtype=np.float64)).ravel()
+        mu, sigma = params.mean_and_sd(arrays, name)
         snr = np.abs(mu) / sigma
         for ax, values, color, label in (
             (row[0], sigma, ALEATORIC, "sigma"),

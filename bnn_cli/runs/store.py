@@ -20,6 +20,7 @@ import yaml
 from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.config import Config, config_from_dict
 from bnn_cli.errors import BnnError, RunError
+from bnn_cli.runs import files
 
 # `pruned`: a tuner stopped the fit on its validation figures; its parameters are saved.
 STATES = ("running", "complete", "failed", "interrupted", "pruned")
@@ -124,11 +125,8 @@ def open_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
 
 def recorded_data_dir(run_dir: Path) -> str | None:
     """The data directory the run was trained from (meta.json), or None."""
-    try:
-        meta = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    value = meta.get("data_dir") if isinstance(meta, dict) else None
+    meta = files.read_meta(run_dir)
+    value = meta.get("data_dir") if meta is not None else None
     return value if isinstance(value, str) else None
 
 
