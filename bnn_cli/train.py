@@ -9,6 +9,7 @@ its own directory and through the same exit paths (`run_to_end`).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -27,6 +28,7 @@ from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.fit.loop import Callback, Pruned
+from bnn_cli.report import metrics
 from bnn_cli.runs import files
 
 if TYPE_CHECKING:
@@ -344,7 +346,9 @@ class Fit:
         self.callbacks = [
             callbacks.LossLog(callbacks.log_every(settings)),
             self.window,
-            callbacks.Validation(predict_fn, config, splits),
+            callbacks.Validation(
+                lambda arrays: validation_figures(predict_fn, arrays, config, splits), settings
+            ),
         ]
 
     def kept(self) -> dict:
@@ -476,6 +480,33 @@ def make_progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
+
+
+def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
+    """The fit's validation (`fit.callbacks.Validation`): accuracy with the posterior-mean
+    weights, the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same
+    draws at every validation, so the curves show the fit, not noise)."""
+    from bnn_cli.posterior.predictive import accuracy_of_mean, predictive  # PyTensor
+
+    if len(splits.y_val) == 0:  # no validation images: nothing to validate on
+        return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}
+    probs = predictive(
+        predict_fn,
+        arrays,
+        config.model,
+        splits.x_val,
+        config.draws(validation=True),
+        config.seed,
+        chunk_size=config.evaluate.chunk_size,
+    )
+    _, _, mutual_information = metrics.entropy(probs)
+    return {
+        "val_accuracy": accuracy_of_mean(
+            predict_fn, arrays, config.model, splits.x_val, splits.y_val
+        ),
+        "val_nll": metrics.nll(probs, splits.y_val),
+        "val_mi": float(mutual_information.mean()),
+    }
 
 
 def run_metadata(config: Config, argv: list[str] | None) -> dict:

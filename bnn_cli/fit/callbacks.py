@@ -13,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bnn_cli.config import Config, InferenceConfig
+from bnn_cli.config import InferenceConfig
 from bnn_cli.fit import diagnostics
 from bnn_cli.fit.loop import FitState
 from bnn_cli.posterior import params
 from bnn_cli.runs import files, store
+
+# The figures of one validation from the approximation's current parameters (approx.npz's
+# layout): given by the caller, so that the fit never imports the stages that evaluate.
+Validator = Callable[[dict[str, np.ndarray]], dict[str, float]]
 
 
 def log_every(settings: InferenceConfig) -> int:
@@ -65,49 +69,30 @@ def record_tensors(state: FitState, iteration: int, arrays: dict) -> None:
 
 
 class Validation:
-    """At every `eval_every` (and the last iteration): accuracy with the posterior-mean weights,
-    the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same draws at
-    every validation, so the curves show the fit, not noise), and the tensor summaries."""
+    """At every `eval_every` (and the last iteration): the figures `validate` finds for the
+    current parameters (`val_accuracy`, `val_nll`, `val_mi`: `train.validation_figures`, which
+    draws the posterior predictive on the validation images), added to elbo.csv's row, and the
+    tensor summaries. The fit gets `validate` from its caller: it never imports the stages
+    that evaluate a posterior."""
 
-    def __init__(self, predict_fn, config: Config, splits):
-        self.predict_fn, self.config, self.splits = predict_fn, config, splits
+    def __init__(
+        self,
+        validate: Callable[[dict[str, np.ndarray]], dict[str, float]],
+        settings: InferenceConfig,
+    ):
+        self.validate, self.settings = validate, settings
 
     def __call__(self, approx, state: FitState) -> None:
-        if not state.is_eval_point(self.config.inference):
+        if not state.is_eval_point(self.settings):
             return
         arrays = params.from_approx(approx)
-        found = validation_figures(self.predict_fn, arrays, self.config, self.splits)
+        found = self.validate(arrays)
         state.validated = {"iteration": state.iteration, **found}
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
-            every = log_every(self.config.inference)
+            every = log_every(self.settings)
             state.rows.append(loss_row(state, state.iteration, every))
         state.rows[-1].update(rounded(found))
         record_tensors(state, state.iteration, arrays)
-
-
-def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
-    from bnn_cli.posterior.predictive import accuracy_of_mean, predictive
-    from bnn_cli.report import metrics
-
-    if len(splits.y_val) == 0:  # no validation images: nothing to validate on
-        return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}
-    probs = predictive(
-        predict_fn,
-        arrays,
-        config.model,
-        splits.x_val,
-        config.draws(validation=True),
-        config.seed,
-        chunk_size=config.evaluate.chunk_size,
-    )
-    _, _, mutual_information = metrics.entropy(probs)
-    return {
-        "val_accuracy": accuracy_of_mean(
-            predict_fn, arrays, config.model, splits.x_val, splits.y_val
-        ),
-        "val_nll": metrics.nll(probs, splits.y_val),
-        "val_mi": float(mutual_information.mean()),
-    }
 
 
 class ProgressBar:
