@@ -11,7 +11,7 @@ LOCK ?= requirements.lock
 UV_VERSION := 0.13.9
 LOCK_TOOL := build/lock-tool
 
-.PHONY: setup test test-fast lint demo bench bench-quick bench-gpu clean lock
+.PHONY: setup check test test-fast lint demo bench bench-quick bench-gpu clean lock
 
 $(BIN)/bnn: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ setup: $(BIN)/bnn
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-test: $(BIN)/bnn
+# The import contracts (.importlinter: the pipeline's layers point down); `make test` runs
+# them before the tests, and so does CI.
+check: $(BIN)/bnn
+	$(BIN)/lint-imports
+
+test: check
 	$(PYTEST)
 
 test-fast: $(BIN)/bnn
