@@ -32,10 +32,11 @@ setup: $(BIN)/bnn
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-# The import contracts (.importlinter: the pipeline's layers point down); `make test` runs
-# them before the tests, and so does CI.
+# The import contracts (.importlinter: the pipeline's layers point down) and the type checker
+# ([tool.mypy] in pyproject.toml); `make test` runs them before the tests, and so does CI.
 check: $(BIN)/bnn
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: check
 	$(PYTEST)

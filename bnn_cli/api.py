@@ -14,6 +14,7 @@ reading a run's config, status and metrics stay cheap. `bnn predict` is built on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def load_run(path: str | Path, allow_incomplete: bool = False) -> TrainedRun:
     if ensemble.is_ensemble(Path(path)):
         chosen = ensemble.usable_members(Path(path), allow_incomplete, console=None)
         run = runs.open_run(Path(path), allow_incomplete=True)
-        members = [load_run(member.run_dir) for member in chosen]
+        members = [load_run(member.run_dir) for member in chosen if member.run_dir]
         return TrainedRun(run.path, runs.run_config(run), run.status, members)
     run = runs.open_run(Path(path), allow_incomplete=allow_incomplete)
     return TrainedRun(run.path, runs.run_config(run), run.status)
@@ -91,7 +92,7 @@ class TrainedRun:
         return backend.configure(self.config.inference.floatX, self.config.inference.backend)
 
     @cached_property
-    def model(self):
+    def model(self) -> Any:
         """The run's `pm.Model`, rebuilt from the config: the same variables, priors and
         likelihood as in training. The minibatch containers `x_batch` / `y_batch` hold zeros
         (set them with `pm.set_data` to evaluate the likelihood on images of your own)."""
@@ -105,7 +106,7 @@ class TrainedRun:
         return build_model(self.config, images, labels)
 
     @cached_property
-    def approx(self):
+    def approx(self) -> Any:
         """PyMC's mean-field approximation (`pymc.variational.approximations.MeanField`) of
         `.model` with the saved parameters restored: `run.approx.sample(100)` returns an ArviZ
         `InferenceData` of 100 posterior draws of every weight and bias tensor."""
@@ -153,7 +154,7 @@ class TrainedRun:
         )
 
     @cached_property
-    def _predict_fn(self):
+    def _predict_fn(self) -> Callable[..., Any]:
         mode = self._compile_mode
         from bnn_cli.posterior.predictive import compile_predict
 

@@ -8,7 +8,9 @@ import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -29,14 +31,15 @@ def _runs_dir(value: str | None) -> Path:
 
 RUNS_DIR_HELP = "Where runs are written. Default: $BNN_RUNS_DIR, else ./runs."
 DATA_DIR_DEFAULT = "Default: $BNN_DATA_DIR, else $XDG_CACHE_HOME/bnn or ~/.cache/bnn."
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]  # what click.option returns
 DATA_DIR_HELP = f"Where datasets are read from and stored (DIR/<dataset>/). {DATA_DIR_DEFAULT}"
 
 
-def _dir_option(name: str, help: str):
+def _dir_option(name: str, help: str) -> Decorator:
     return click.option(name, type=click.Path(file_okay=False), metavar="DIR", help=help)
 
 
-def _format_option(what: str):
+def _format_option(what: str) -> Decorator:
     return click.option(
         "--format",
         "fmt",
@@ -49,7 +52,7 @@ def _format_option(what: str):
     )
 
 
-def _executor_option(unit: str):
+def _executor_option(unit: str) -> Decorator:
     return click.option(
         "--executor",
         type=click.Choice(["local", "ray"]),
@@ -59,7 +62,7 @@ def _executor_option(unit: str):
     )
 
 
-def _address_option():
+def _address_option() -> Decorator:
     return click.option(
         "--address",
         metavar="HOST:PORT",
@@ -506,7 +509,7 @@ def sweep(
     """
     from bnn_cli import sweep as sweeps
 
-    ray_only = {"--address": address, "--cpus-per-point": cpus_per_point}
+    ray_only: dict[str, object] = {"--address": address, "--cpus-per-point": cpus_per_point}
     ray_only["--gpus-per-point"] = gpus_per_point
     for flag, value in ray_only.items():
         if executor != "ray" and value is not None:

@@ -264,7 +264,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             raise ConfigError(_unknown_key_message(prefix, key, list(known)))
     values = {}
     for name, value in raw.items():
-        values[name] = _coerce(prefix + name, value, _TYPES[known[name].type])
+        values[name] = _coerce(prefix + name, value, _TYPES[str(known[name].type)])
     return cls(**values)
 
 
@@ -286,7 +286,7 @@ _TYPES: dict[str, Any] = {
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
-    if dataclasses.is_dataclass(typ):
+    if isinstance(typ, type) and dataclasses.is_dataclass(typ):
         return _build(typ, value, key + ".")
     if typ == "sd":
         if value == FAN_IN:

@@ -19,6 +19,11 @@ sweep's manifest) rather than starting over.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bnn_cli.sweep import Sweep
+
 import json
 import os
 import platform
@@ -90,7 +95,7 @@ def train_ensemble(
             "members already complete (kept)",
             highlight=False,
         )
-    total = config.inference.ensemble
+    total = config.inference.ensemble or 0
     jobs = jobs or (min(total, cpu_count()) if executor == "local" else None)
     status = runs.read_status(run_dir, missing_ok=True) or {}
     if status.get("state") == "running" and not runs.process_gone(status):
@@ -137,7 +142,7 @@ def _create(runs_dir: Path, config: Config, argv: list[str] | None, data_dir: st
     fields = {
         **files.host_fields(),
         "command_line": list(argv or []),
-        "seeds": {"members": [config.seed + i for i in range(config.inference.ensemble)]},
+        "seeds": {"members": [config.seed + i for i in range(config.inference.ensemble or 0)]},
         "started": runs.utc_now(),
     }
     files.write_meta(run_dir, files.new_meta(fields, data_dir))
@@ -145,12 +150,12 @@ def _create(runs_dir: Path, config: Config, argv: list[str] | None, data_dir: st
     return run_dir
 
 
-def _as_sweep(run_dir: Path, config: Config):
+def _as_sweep(run_dir: Path, config: Config) -> Sweep:
     """The members as the points of a sweep, so that they run on its executors and resume."""
     from bnn_cli.sweep import Point, Sweep
 
     points = []
-    for i in range(config.inference.ensemble):
+    for i in range(config.inference.ensemble or 0):
         member = member_config(config, i)
         overrides = {"seed": member.seed}
         key = json.dumps(overrides, sort_keys=True)
@@ -174,7 +179,11 @@ def _record(
         "wall_s": round(wall_s, 2),
     }
     statuses = [status_of(m.run_dir) for m in found]
-    done_its = [s.get("iterations_done") for s in statuses if s.get("state") == "complete"]
+    done_its = [
+        s["iterations_done"]
+        for s in statuses
+        if s.get("state") == "complete" and s.get("iterations_done") is not None
+    ]
     if done_its:
         fields["iterations_done"] = min(done_its)
     if state == "complete":

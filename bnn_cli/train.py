@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -27,7 +27,7 @@ from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, RunError
-from bnn_cli.fit.loop import Callback, Pruned
+from bnn_cli.fit.loop import Callback, FitState, Pruned
 from bnn_cli.report import metrics
 from bnn_cli.runs import files
 
@@ -58,12 +58,14 @@ def train_and_evaluate(
         found = resumable(Path(resume_dir))
         config = found[0]
         data_dir = runs.run_data_dir(Path(resume_dir), data_dir)
+    if config is None:
+        raise ValueError("train_and_evaluate needs a config, or a run directory to resume")
     if evaluate:  # a missing OOD set is reported now, not after the fit
         from bnn_cli.data.datasets import load_ood_images
 
         for name in config.evaluate.ood:
             load_ood_images(name, data_dir, "test", 0)
-    if found is not None:
+    if found is not None and resume_dir is not None:
         run_dir = resume(Path(resume_dir), data_dir, console, argv, callbacks, found)
     elif config.inference.ensemble:
         from bnn_cli.ensemble import train_ensemble
@@ -266,6 +268,7 @@ def run_to_end(
         fit = start()
         fit.run(console, callbacks)
     except Pruned as pruned:
+        assert fit is not None  # only a running fit's callbacks prune it
         with signals_held():
             fit.checkpoint.save(fit.state)
             mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
@@ -301,7 +304,7 @@ def next_steps(run_dir: Path) -> str:
     return "evaluate with --allow-incomplete"
 
 
-def mark_ended(run_dir: Path, state: str, **fields) -> None:
+def mark_ended(run_dir: Path, state: str, **fields: Any) -> None:
     """Record how a run ended. Failing to (a full disk) must not hide the error that ended it:
     the run then keeps saying `running`, and `evaluate` tells that its process is gone."""
     try:
@@ -314,7 +317,7 @@ class Fit:
     """One run's fit: the model and its approximation compiled, the stepper, and the callbacks
     that validate, checkpoint and (when asked) stop early; `run` fits and marks it complete."""
 
-    def __init__(self, run_dir: Path, config: Config, splits, mode: str | None):
+    def __init__(self, run_dir: Path, config: Config, splits: Any, mode: str | None) -> None:
         from bnn_cli.fit import advi, callbacks, diagnostics, feeder, loop, steppers
         from bnn_cli.models.build import build_model
         from bnn_cli.posterior import params
@@ -343,7 +346,7 @@ class Fit:
         self.checkpoint = callbacks.Checkpoint(
             run_dir, settings, self.compile_s, self.kept, self.save_resumable
         )
-        self.callbacks = [
+        self.callbacks: list[Callback] = [
             callbacks.LossLog(callbacks.log_every(settings)),
             self.window,
             callbacks.Validation(
@@ -360,7 +363,7 @@ class Fit:
             return self.early.best.arrays
         return params.from_approx(self.advi.approx)
 
-    def save_resumable(self, state) -> None:
+    def save_resumable(self, state: FitState) -> None:
         from bnn_cli.fit import resume as fit_resume
 
         early, window = self.early, self.window
@@ -368,7 +371,7 @@ class Fit:
             self.run_dir, self.config, self.stepper, state, early, window, self.compile_s
         )
 
-    def restore(self, saved) -> None:
+    def restore(self, saved: Any) -> None:
         """Go on from a checkpoint (`fit.resume.Saved`) of the same config. The compile time
         counts every process's: wall_s is what the whole fit cost."""
         from bnn_cli.fit import resume as fit_resume
@@ -396,7 +399,7 @@ class Fit:
             )
             bar = callbacks.ProgressBar(progress, task)
             early = [self.early] if self.early is not None else []
-            every = [*self.callbacks, bar, *early, self.checkpoint, *extra]
+            every: list[Callback] = [*self.callbacks, bar, *early, self.checkpoint, *extra]
             loop.run_fit(self.stepper, self.advi.approx, settings, state, every)
         train_s = state.elapsed
         verdict = self.verdict()
@@ -440,14 +443,15 @@ class Fit:
         from bnn_cli.fit.callbacks import describe_metric
         from bnn_cli.posterior import params
 
-        settings, state, best = self.config.inference, self.state, self.early and self.early.best
-        if best and (state.stopped or best.iteration < state.iteration):
+        settings, state, early = self.config.inference, self.state, self.early
+        best = early.best if early is not None else None
+        if early is not None and best and (state.stopped or best.iteration < state.iteration):
             message = state.stopped or (
                 f"ran all {state.iteration} iterations; kept iteration {best.iteration}, the best "
-                f"on validation ({describe_metric(self.early.metric, best.value)})"
+                f"on validation ({describe_metric(early.metric, best.value)})"
             )
             return diagnostics.validation_verdict(
-                self.early.metric, best.iteration, best.value, state.iteration, message
+                early.metric, best.iteration, best.value, state.iteration, message
             )
         window = self.window.snapshot
         if window is None:
@@ -482,7 +486,9 @@ def make_progress(console: Console) -> Progress:
     )
 
 
-def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
+def validation_figures(
+    predict_fn: Callable[..., Any], arrays: dict, config: Config, splits: Any
+) -> dict[str, float]:
     """The fit's validation (`fit.callbacks.Validation`): accuracy with the posterior-mean
     weights, the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same
     draws at every validation, so the curves show the fit, not noise)."""

@@ -3,6 +3,8 @@ the rotated-MNIST benchmark of Ovadia et al. (2019), "Can you trust your model's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from bnn_cli.config import CHOICES
@@ -21,7 +23,7 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(images.dtype, copy=False)
 
 
-def shifted(name: str, images: np.ndarray):
+def shifted(name: str, images: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (level, shifted images) for shift `name`: for `rotate`, each angle in degrees."""
     if name != "rotate":
         raise ValueError(f"unknown shift {name!r}; known: {', '.join(SHIFTS)}")

@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,7 +36,7 @@ class LossLog:
     def __init__(self, log_every: int):
         self.log_every = log_every
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         first = state.block_start + 1
         for iteration in range(
             first + (-first) % self.log_every, state.iteration + 1, self.log_every
@@ -56,7 +57,7 @@ class ConvergenceWindow:
         self.opens_at = opens_at
         self.snapshot: diagnostics.Snapshot | None = None
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         if state.iteration == self.opens_at and self.snapshot is None:
             arrays = params.from_approx(approx)
             self.snapshot = diagnostics.snapshot(arrays, state.iteration, state.losses)
@@ -82,7 +83,7 @@ class Validation:
     ):
         self.validate, self.settings = validate, settings
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         if not state.is_eval_point(self.settings):
             return
         arrays = params.from_approx(approx)
@@ -98,10 +99,10 @@ class Validation:
 class ProgressBar:
     """The rich progress bar: iterations, smoothed loss, the last validation, the rate."""
 
-    def __init__(self, progress, task):
+    def __init__(self, progress: Any, task: Any) -> None:
         self.progress, self.task = progress, task
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         fields = {}
         found = state.validated
         if found and found["iteration"] == state.iteration:
@@ -148,7 +149,7 @@ class EarlyStopping:
             return True
         return value > self.best.value if self.metric == "val_accuracy" else value < self.best.value
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         found = state.validated
         if not found or found["iteration"] != state.iteration:
             return
@@ -162,6 +163,7 @@ class EarlyStopping:
             raise StopIteration(self.message(state.iteration))
 
     def message(self, iteration: int) -> str:
+        assert self.best is not None  # called once a validation has beaten nothing
         return (
             f"stopped on validation at iteration {iteration}: {self.metric} had not improved "
             f"for {self.since_best} validations; kept iteration {self.best.iteration} (best "
@@ -185,14 +187,14 @@ class Checkpoint:
         run_dir: Path,
         settings: InferenceConfig,
         compile_s: float,
-        kept,
+        kept: Any,
         resumable: Callable[[FitState], None] | None = None,
-    ):
+    ) -> None:
         self.run_dir, self.settings, self.compile_s = run_dir, settings, compile_s
         self.kept: Callable[[], dict] = kept
         self.resumable = resumable
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         if state.is_eval_point(self.settings):
             self.save(state, resumable=True)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ def convergence_verdict(
     `advice` names the settings to change, `consequence` what an unsettled fit means. Returns a
     JSON-ready dict: `converged`, the window, the loss change, per tensor the median sigma at
     both ends and the drift, and a `message` (None when converged)."""
-    tensors = {}
+    tensors: dict[str, dict[str, Any]] = {}
     for name, rho_start in start.rho.items():
         rho_end = np.asarray(params.rho(arrays, name), dtype=np.float64)
         change = rho_end - rho_start

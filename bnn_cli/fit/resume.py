@@ -81,7 +81,7 @@ def discard(run_dir: Path) -> None:
         logger.warning("could not remove %s: %s", Path(run_dir) / FILE_NAME, exc)
 
 
-def step_cells(fn) -> dict[int, list]:
+def step_cells(fn: Any) -> dict[int, list]:
     """The compiled step function's mutable state: the storage cell of every input it updates,
     by input index (the same cells `steppers.MultiStep` reads and writes)."""
     updated = sorted(set(fn.maker.fgraph.update_mapping.values()))
@@ -91,10 +91,10 @@ def step_cells(fn) -> dict[int, list]:
 def save(
     run_dir: Path,
     config: Config,
-    stepper,
+    stepper: Any,
     state: FitState,
     early: EarlyStopping | None,
-    window,
+    window: Any,
     compile_s: float,
 ) -> None:
     """Write checkpoint.npz (atomically) for the fit as it stands between two blocks."""
@@ -128,13 +128,13 @@ def save(
     atomic_write_npz(Path(run_dir) / FILE_NAME, arrays)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):  # a NumPy scalar among the validation figures
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def encode(value, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """One cell's value as JSON, its arrays added to `arrays` under `key`."""
     if isinstance(value, np.random.Generator):
         return {"kind": "generator", "state": value.bit_generator.state}
@@ -220,7 +220,9 @@ class Mismatch(Exception):
     """The checkpoint does not fit the fit built from config.yaml."""
 
 
-def restore(saved: Saved, stepper, state: FitState, early: EarlyStopping | None, window) -> float:
+def restore(
+    saved: Saved, stepper: Any, state: FitState, early: EarlyStopping | None, window: Any
+) -> float:
     """Put the checkpoint's state into a freshly built fit of the same config; returns the
     compile seconds the run had spent before. A checkpoint that does not fit is a RunError."""
     meta, arrays = saved.meta, saved.arrays
@@ -273,7 +275,7 @@ def warn_if_changed(meta: dict[str, Any], k: int) -> None:
         )
 
 
-def decode(meta: dict[str, Any], key: str, arrays: dict[str, np.ndarray], current):
+def decode(meta: dict[str, Any], key: str, arrays: dict[str, np.ndarray], current: Any) -> Any:
     """One cell's saved value, checked against what the fresh fit holds there now."""
     kind = meta["kind"]
     if kind == "generator":

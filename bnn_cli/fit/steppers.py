@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,9 @@ def steps_per_call(settings: InferenceConfig) -> int:
     return math.gcd(wanted, settings.eval_every, settings.iterations)
 
 
-def make_stepper(advi, settings: InferenceConfig, mode, feeder: MinibatchFeeder) -> Stepper:
+def make_stepper(
+    advi: Any, settings: InferenceConfig, mode: Any, feeder: MinibatchFeeder
+) -> Stepper:
     """The stepper for these settings: K = 1 is PyMC's step function called once per step."""
     k = steps_per_call(settings)
     if settings.steps_per_call and k != settings.steps_per_call:
@@ -80,7 +83,9 @@ class OneStep:
 
     k = 1
 
-    def __init__(self, advi, settings: InferenceConfig, mode, feeder: Callable[[], None]):
+    def __init__(
+        self, advi: Any, settings: InferenceConfig, mode: Any, feeder: Callable[[], None]
+    ) -> None:
         self.fn, self.schedules = compile_step_function(advi, settings, mode)
         self.feeder = feeder
 
@@ -96,7 +101,9 @@ class MultiStep:
     parameters, optimizer state and random state stay in PyTensor's shared containers between
     calls (so checkpoints and `posterior.params.from_approx` read them); returns the K losses."""
 
-    def __init__(self, advi, settings: InferenceConfig, mode, feeder, k: int):
+    def __init__(
+        self, advi: Any, settings: InferenceConfig, mode: Any, feeder: Any, k: int
+    ) -> None:
         import jax
 
         fn, schedules = compile_step_function(advi, settings, mode)
@@ -135,13 +142,23 @@ class MultiStep:
 
 
 def k_steps(
-    step, n_inputs, carried_at, fed_at, carried_outputs, carried, fixed, images, labels, rows, rates
-):
+    step: Any,
+    n_inputs: Any,
+    carried_at: Any,
+    fed_at: Any,
+    carried_outputs: Any,
+    carried: Any,
+    fixed: Any,
+    images: Any,
+    labels: Any,
+    rows: list[dict[str, Any]],
+    rates: Any,
+) -> Any:
     """`jax.lax.scan` of PyTensor's step over (rows, rates): each step gathers its minibatch
     from the device-resident training set by one index vector (images and labels paired)."""
     import jax
 
-    def body(state, xs):
+    def body(state: Any, xs: Any) -> tuple[Any, Any]:
         batch_rows, step_rates = xs
         args = [None] * n_inputs
         for i, value in fixed.items():

@@ -7,6 +7,7 @@ training and evaluation cannot disagree about the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
@@ -57,7 +58,7 @@ def param_specs(model: ModelConfig) -> list[ParamSpec]:
     return specs
 
 
-def forward(x, params: dict, model: ModelConfig):
+def forward(x: Any, params: dict, model: ModelConfig) -> Any:
     """Logits for images `x` of shape (n, 28, 28); `params` maps names to tensors."""
     act = ACTIVATIONS[model.activation]
     if model.architecture == "conv":
@@ -87,5 +88,5 @@ def initial_values(specs: list[ParamSpec], seed: int, dtype: str) -> dict[str, n
     return values
 
 
-def predictive_probabilities(x, params: dict, model: ModelConfig):
+def predictive_probabilities(x: Any, params: dict, model: ModelConfig) -> Any:
     return pt.special.softmax(forward(x, params, model), axis=-1)

@@ -6,6 +6,8 @@ ops that JAX runs natively.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytensor.tensor as pt
 
 from bnn_cli.models.ops import conv2d_valid, max_pool2d
@@ -16,18 +18,18 @@ ACTIVATIONS = {
 }
 
 
-def dense(x, weight, bias):
+def dense(x: Any, weight: Any, bias: Any) -> Any:
     """x: (n, in), weight: (in, out), bias: (out,) -> (n, out)."""
     return pt.dot(x, weight) + bias
 
 
-def conv2d(x, kernel, bias):
+def conv2d(x: Any, kernel: Any, bias: Any) -> Any:
     """'valid' cross-correlation. x: (n, h, w, c_in), kernel: (k, k, c_in, c_out) (HWIO),
     bias: (c_out,) -> (n, h-k+1, w-k+1, c_out)."""
     return conv2d_valid(x, kernel) + bias
 
 
-def max_pool(x, pool_size: int):
+def max_pool(x: Any, pool_size: int) -> Any:
     """Non-overlapping max-pooling on (n, h, w, c); odd trailing rows/columns are dropped, as in
     Lasagne's default (ignore_border=True)."""
     return max_pool2d(x, pool_size)

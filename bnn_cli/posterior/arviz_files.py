@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +28,7 @@ def predictive_idata(
     split: str,
     dataset: str,
     scale_draws: dict[str, np.ndarray] | None = None,
-):
+) -> Any:
     """The InferenceData described above, from `probs` (draws, images, classes)."""
     import arviz as az
 

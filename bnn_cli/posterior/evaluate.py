@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -132,7 +133,7 @@ def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     return names
 
 
-def shift_curve(name: str, predict, images: np.ndarray, labels: np.ndarray) -> list[dict]:
+def shift_curve(name: str, predict: Any, images: np.ndarray, labels: np.ndarray) -> list[dict]:
     """`metrics.shift_row` at each level of shift `name` (each rotation angle)."""
     from bnn_cli.data.shift import shifted
     from bnn_cli.report.metrics import shift_row
@@ -153,7 +154,7 @@ class Source:
     draws: int
 
 
-def fitted_sources(run, config: Config, chosen, draws: int) -> list[Source]:
+def fitted_sources(run: Any, config: Config, chosen: Any, draws: int) -> list[Source]:
     """What the predictive draws from: the run's approximation, or each chosen member's, with
     the draws split among them (an equal mixture)."""
     if chosen is None:
@@ -173,7 +174,9 @@ class PosteriorPredictive:
     `self(images, label)` -> (draws, n, classes), each source's draws in turn, with a progress
     bar. The same seeds give the same weight draws on every call."""
 
-    def __init__(self, model, sources: list[Source], mode, console: Console, chunk_size: int):
+    def __init__(
+        self, model: Any, sources: list[Source], mode: Any, console: Console, chunk_size: int
+    ) -> None:
         self.model, self.sources, self.console = model, sources, console
         self.chunk_size = chunk_size
         self.draws = sum(source.draws for source in sources)
@@ -199,7 +202,7 @@ class PosteriorPredictive:
             )
 
 
-def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
+def member_metrics(sources: Any, slices: Any, probs: Any, labels: Any, ood_sets: Any) -> list[dict]:
     """Each member's own figures, from its share of the mixture's draws."""
     from bnn_cli.report import metrics as m
     from bnn_cli.report.fit_report import OodSet, ood_results
@@ -218,9 +221,10 @@ def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
 
 def concat_draws(parts: list[dict | None]) -> dict | None:
     """The members' prior-scale draws as one set (None when the runs have no scales)."""
+    found = [part for part in parts if part is not None]
     if not parts or parts[0] is None:
         return None
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return {name: np.concatenate([part[name] for part in found]) for name in found[0]}
 
 
 def prior_scale_draws(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -110,7 +110,7 @@ def check(path: Path, key: str, array: np.ndarray | None, shape: tuple[int, ...]
         )
 
 
-def from_approx(approx) -> dict[str, np.ndarray]:
+def from_approx(approx: Any) -> dict[str, np.ndarray]:
     """The approximation's parameters by variable name: `mu/<name>` and `rho/<name>` (PyMC's
     softplus-parametrized scale), in the transformed (unconstrained) space."""
     group = approx.groups[0]
@@ -123,7 +123,7 @@ def from_approx(approx) -> dict[str, np.ndarray]:
     return arrays
 
 
-def to_approx(approx, arrays: dict[str, np.ndarray]) -> None:
+def to_approx(approx: Any, arrays: dict[str, np.ndarray]) -> None:
     """Restore saved parameters into a fresh approximation; shapes must match the model."""
     group = approx.groups[0]
     for part in (MU, RHO):

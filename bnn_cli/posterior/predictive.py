@@ -7,7 +7,8 @@ pushed through the same `forward` graph the model uses, compiled once, in memory
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytensor
@@ -28,7 +29,7 @@ def compile_predict(model: ModelConfig, mode: str | None = None) -> Callable:
     x = pt.tensor("x", shape=(None, 28, 28), dtype=float_x)
     params = {s.name: pt.tensor(s.name, shape=s.shape, dtype=float_x) for s in specs}
     probs = predictive_probabilities(x, params, model)
-    kwargs = {"mode": mode} if mode else {}
+    kwargs: dict[str, Any] = {"mode": mode} if mode else {}
     return pytensor.function([x, *params.values()], probs, **kwargs)
 
 
@@ -38,7 +39,7 @@ def weight_draws(
     draws: int,
     seed: int,
     mean_only: bool = False,
-):
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield `draws` dicts of weights (or the posterior mean once, if `mean_only`).
 
     A tensor is either a Normal of its own, or, under the hierarchical prior, `scale * raw` with
@@ -110,7 +111,7 @@ def mixture(
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _copy_out(out: np.ndarray, d: int, start: int, result, progress) -> None:
+def _copy_out(out: np.ndarray, d: int, start: int, result: Any, progress: Any) -> None:
     """Copy one chunk's probabilities into `out` (this waits for them); report a draw once its
     last chunk is in."""
     result = np.asarray(result)

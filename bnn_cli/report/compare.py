@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def _shift_fields(metrics: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, list[dict]]:
+def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, Sequence[dict]]:
     """Each evaluated run's rows of `shift` from metrics.json, labelled by its config name and
     objective (and its directory where two would read the same), for one figure."""
     curves = {}

@@ -5,6 +5,7 @@ out-of-distribution uncertainty. Each returns PNG bytes, like `bnn_cli.report.pl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -50,7 +51,7 @@ def _draw_posterior(fig: Figure, arrays: dict[str, np.ndarray], names: Sequence[
     fig.tight_layout()
 
 
-def _log_axes(ax) -> None:
+def _log_axes(ax: Any) -> None:
     """Log scales labelled with plain numbers at 1-2-5 steps: the default labels every minor
     tick when the data span less than a decade, and they overlap."""
     ax.set_xscale("log")
@@ -105,7 +106,9 @@ def _draw_fit_diagnostics(fig: Figure, elbo: dict[str, np.ndarray], tensors: dic
     fig.tight_layout()
 
 
-def ood_hist_png(scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray], name: str):
+def ood_hist_png(
+    scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray], name: str
+) -> bytes:
     """Predictive entropy and mutual information of in- and out-of-distribution images."""
     return render(_draw_ood_hist, scores_in, scores_out, name, figsize=(10, 3.8))
 
@@ -144,7 +147,9 @@ def ood_images_png(
     return render(_draw_ood_images, images, entropy, predicted, picks, name, figsize=(12, 3.6))
 
 
-def _draw_ood_images(fig, images, entropy, predicted, picks, name) -> None:
+def _draw_ood_images(
+    fig: Any, images: Any, entropy: Any, predicted: Any, picks: Any, name: Any
+) -> None:
     count = max(len(p) for _, p in picks)
     axes = fig.subplots(len(picks), count, squeeze=False)
     side = int(round(np.sqrt(images[0].size)))

@@ -107,7 +107,9 @@ def ood_caption(plot_name: str) -> str | None:
     return f"{stem}: uncertainty of in- and out-of-distribution images"
 
 
-def ood_table(results: dict[str, dict[str, Any]], fmt: Callable[[Any], str]):
+def ood_table(
+    results: dict[str, dict[str, Any]], fmt: Callable[[Any], str]
+) -> tuple[list[str], list[list[str]]]:
     headers = [
         "set",
         "images",

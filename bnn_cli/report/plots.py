@@ -184,7 +184,7 @@ def _draw_entropy_hist(fig: Figure, pred: Predictive) -> None:
             if mask.any():
                 ax.hist(
                     values[mask],
-                    bins=bins,
+                    bins=list(bins),
                     density=True,
                     alpha=0.55,
                     color=color,
@@ -329,7 +329,7 @@ def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
     return render(_draw_unit_scales, scalars, units, pixels, figsize=(11, 4))
 
 
-def _draw_unit_scales(fig: Figure, scalars: dict, units: dict, pixels) -> None:
+def _draw_unit_scales(fig: Figure, scalars: dict, units: dict, pixels: Any) -> None:
     grid = GridSpec(1, 2 if pixels is None else 3, figure=fig, wspace=0.35)
     ax = fig.add_subplot(grid[0, 0])
     for name, medians in units.items():

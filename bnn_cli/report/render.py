@@ -16,6 +16,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,7 @@ def render_plots(
     jobs.update(fit_report.posterior_jobs(run_dir, arrays, elbo))
     jobs.update(fit_report.ood_jobs(pred, ood or {}, names))
     for name, shift_rows in (shift or {}).items():
-        jobs[f"shift_{name}.png"] = lambda r=shift_rows, n=name: plots.shift_png({"": r}, n)
+        jobs[f"shift_{name}.png"] = partial(plots.shift_png, {"": shift_rows}, name)
     return {name: job() for name, job in jobs.items()}
 
 
@@ -451,7 +452,7 @@ def render_markdown(title: str, sections: list[Section]) -> str:
 
 def caption(plot_name: str) -> str:
     if plot_name.startswith("ood_"):
-        return fit_report.ood_caption(plot_name)
+        return fit_report.ood_caption(plot_name) or plot_name
     return PLOT_CAPTIONS.get(plot_name, plot_name)
 
 

@@ -40,7 +40,7 @@ def is_ensemble(run_dir: Path) -> bool:
 
 def write_members(run_dir: Path, config: Config, manifest: dict) -> list[Member]:
     found = []
-    for i in range(config.inference.ensemble):
+    for i in range(config.inference.ensemble or 0):
         entry = manifest.get(f"m{i}", {})
         # Relative to the ensemble: a copied or moved ensemble still finds its members.
         run = Path(MEMBERS_DIR) / Path(entry["run_dir"]).name if entry.get("run_dir") else None

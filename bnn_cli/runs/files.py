@@ -86,7 +86,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def elbo_row(iteration: int, loss: float, elapsed_s: float) -> dict:
-    row = dict.fromkeys(ELBO_COLUMNS, "")
+    row: dict[str, Any] = dict.fromkeys(ELBO_COLUMNS, "")
     row.update(iteration=iteration, loss=round(loss, 4), elapsed_s=round(elapsed_s, 3))
     return row
 

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
@@ -76,6 +76,10 @@ def write_status(
     return status
 
 
+@overload
+def read_status(run_dir: Path, missing_ok: Literal[False] = False) -> dict[str, Any]: ...
+@overload
+def read_status(run_dir: Path, missing_ok: bool) -> dict[str, Any] | None: ...
 def read_status(run_dir: Path, missing_ok: bool = False) -> dict[str, Any] | None:
     path = Path(run_dir) / "status.json"
     if not path.is_file():

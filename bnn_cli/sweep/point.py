@@ -124,7 +124,7 @@ def _outcome(rc: int, run_dir: Path | None, tail: str, wall_s: float) -> dict[st
         return {**outcome, "state": run_state, "error": None}
     if rc < 0:
         error = f"killed by {signal.Signals(-rc).name}" if -rc in _SIGNALS else f"signal {-rc}"
-        if run_state == "running":  # the process is gone: make the run directory honest
+        if run_dir and run_state == "running":  # the process is gone: make the run honest
             write_status(run_dir, "failed", message=f"the train process was {error}")
     else:
         error = _error_line(tail) or f"bnn train exited with code {rc}"

@@ -22,7 +22,7 @@ TRIAL_COLUMNS = ("trial", "state", "value", "iterations", "wall_s", "params", "r
 COMPLETE, PRUNED = "COMPLETE", "PRUNED"
 
 
-def trial_rows(study, spec: TuneSpec) -> list[dict[str, Any]]:
+def trial_rows(study: Any, spec: TuneSpec) -> list[dict[str, Any]]:
     """One row per trial, in the order they were asked."""
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -52,7 +52,7 @@ def pruning_savings(rows: list[dict[str, Any]], iterations: int) -> dict[str, An
     return {"ran": ran, "planned": planned, "saved": saved}
 
 
-def write_best(spec: TuneSpec, study, folder: Path) -> Path | None:
+def write_best(spec: TuneSpec, study: Any, folder: Path) -> Path | None:
     """best.yaml: the best complete trial's config, named after the study, with a comment saying
     where it came from; None when no trial is complete."""
     from bnn_cli.tune.run import best_trial
@@ -75,7 +75,7 @@ def write_best(spec: TuneSpec, study, folder: Path) -> Path | None:
     return path
 
 
-def write_report(spec: TuneSpec, study, folder: Path) -> Path:
+def write_report(spec: TuneSpec, study: Any, folder: Path) -> Path:
     """report.md and report.html with the study's plots; returns the HTML file's path."""
     from bnn_cli.report.render import Section, render_html, render_markdown
     from bnn_cli.tune import plots
@@ -100,7 +100,9 @@ def write_report(spec: TuneSpec, study, folder: Path) -> Path:
     return folder / "report.html"
 
 
-def summary_paragraphs(spec: TuneSpec, study, rows, saved: dict[str, Any]) -> list[str]:
+def summary_paragraphs(
+    spec: TuneSpec, study: Any, rows: list[dict[str, Any]], saved: dict[str, Any]
+) -> list[str]:
     from bnn_cli.tune.run import best_trial
 
     counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "pruned", "fail")}

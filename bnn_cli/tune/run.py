@@ -108,13 +108,15 @@ def run_tune(
 class Workers:
     """`jobs` threads, each running trials one after another until the budget is spent."""
 
-    def __init__(self, result: TuneResult, runs_dir: Path, data: str | None, threads: int, console):
+    def __init__(
+        self, result: TuneResult, runs_dir: Path, data: str | None, threads: int, console: Console
+    ) -> None:
         self.result, self.runs_dir, self.data = result, runs_dir, data
         self.threads, self.console = threads, console
         self.lock = threading.Lock()  # one ask at a time: the budget check and the ask agree
         self.errors: list[BaseException] = []
 
-    def run(self, runner, jobs: int) -> None:
+    def run(self, runner: Any, jobs: int) -> None:
         spec = self.result.spec
         with _progress(self.console) as progress:
             self.progress = progress
@@ -148,7 +150,7 @@ class Workers:
         if self.errors:
             raise self.errors[0]
 
-    def _loop(self, runner, ended: threading.Event) -> None:
+    def _loop(self, runner: Any, ended: threading.Event) -> None:
         try:
             while not STOPPING.is_set():
                 trial = self._ask()
@@ -161,7 +163,7 @@ class Workers:
         finally:
             ended.set()
 
-    def _ask(self):
+    def _ask(self) -> Any:
         study, spec = self.result.study, self.result.spec
         with self.lock:
             if studies.counted(study) >= spec.trials:
@@ -171,7 +173,7 @@ class Workers:
                 return None
         return trial
 
-    def _run_trial(self, trial, runner) -> None:
+    def _run_trial(self, trial: Any, runner: Any) -> None:
         result, spec = self.result, self.result.spec
         params = studies.suggest(trial, spec.space)
         name = f"{spec.name}-t{trial.number:04d}"
@@ -186,7 +188,7 @@ class Workers:
             outcome["error"] = "bnn tune was interrupted"
         self._tell(trial, outcome)
 
-    def _task(self, trial, name: str, params: dict, resume: str | None) -> Task:
+    def _task(self, trial: Any, name: str, params: dict, resume: str | None) -> Task:
         result, spec = self.result, self.result.spec
         stem = result.folder / "trials" / f"t{trial.number:04d}"
         config_file = stem.with_suffix(".yaml")
@@ -220,7 +222,7 @@ class Workers:
             die_with_parent=True,
         )
 
-    def _tell(self, trial, outcome: dict[str, Any]) -> None:
+    def _tell(self, trial: Any, outcome: dict[str, Any]) -> None:
         from optuna.trial import TrialState
 
         study, spec = self.result.study, self.result.spec
@@ -229,7 +231,7 @@ class Workers:
         state = outcome["state"]
         value = None
         if state == "complete":
-            value = objective_value(Path(run_dir), spec.weights)
+            value = objective_value(Path(run_dir), spec.weights) if run_dir else None
             if value is None:
                 state, outcome["error"] = "failed", f"no {spec.objective} in its elbo.csv"
         if state not in ("complete", "pruned"):
@@ -247,7 +249,7 @@ class Workers:
                 study.tell(trial, state=TrialState.FAIL)
         self._report_line(trial.number, state, value, outcome)
 
-    def _report_line(self, number: int, state: str, value, outcome: dict) -> None:
+    def _report_line(self, number: int, state: str, value: Any, outcome: dict) -> None:
         spec = self.result.spec
         finished = studies.finished(self.result.study)
         done = len(finished)
@@ -279,7 +281,7 @@ def _wait_all(events: list[threading.Event]) -> None:
             pass
 
 
-def best_trial(study):
+def best_trial(study: Any) -> Any:
     """The best complete trial, or None (Optuna raises when there is none)."""
     from optuna.trial import TrialState
 

@@ -53,7 +53,7 @@ class TrialReporter:
             self.trial.storage.get_trial(handle["trial_id"]).intermediate_values
         )
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         fresh = [
             (row["iteration"], value)
             for row in state.rows
