@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from bnn_cli.config import CHOICES
+from bnn_cli.config import CHOICES, DATASET_NAMES
 from bnn_cli.console import make_console
 from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.report.tables import FORMATS
@@ -103,7 +103,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(["mnist", "fashion-mnist"]),
+    type=click.Choice(DATASET_NAMES),
     default="mnist",
     show_default=True,
     help="Which dataset to fetch.",

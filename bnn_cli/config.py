@@ -119,8 +119,9 @@ class Config:
 
 
 # Allowed values and ranges, by dotted key. Ranges are (low, high, low_inclusive).
+DATASET_NAMES = ("mnist", "fashion-mnist")  # each has its spec in data/datasets.py (DATASETS)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.dataset": ("mnist", "fashion-mnist"),
+    "data.dataset": DATASET_NAMES,
     "model.architecture": ("mlp", "conv"),
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
@@ -132,7 +133,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference.lr_schedule": ("cosine", "constant"),
     "inference.backend": ("c", "numba", "jax"),
     "inference.floatX": ("float32", "float64"),
-    "evaluate.ood": ("mnist", "fashion-mnist"),
+    "evaluate.ood": DATASET_NAMES,
     "evaluate.shift": ("rotate",),
 }
 POSITIVE = {

@@ -196,10 +196,7 @@ def _record(
             error = f"interrupted with {done} of {len(found)} members complete; train it again "
             error += "to resume (complete members are kept)"
         fields["message"] = error or f"members {missing} did not complete"
-    try:
-        runs.write_status(run_dir, state, **fields)
-    except BnnError:
-        pass  # a full disk must not hide the error that ended the ensemble
+    runs.mark_ended(run_dir, state, **fields)
     return state
 
 

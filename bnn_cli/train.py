@@ -271,7 +271,7 @@ def run_to_end(
         assert fit is not None  # only a running fit's callbacks prune it
         with signals_held():
             fit.checkpoint.save(fit.state)
-            mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
+            runs.mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
         console.print(f"run {run_dir} pruned: {pruned}", highlight=False)
     except KeyboardInterrupt as exc:
         cause = str(exc) or "Ctrl-C"
@@ -283,7 +283,7 @@ def run_to_end(
                 )
             else:
                 message = f"stopped by {cause} {cut_short}"
-            mark_ended(run_dir, "interrupted", message=message)
+            runs.mark_ended(run_dir, "interrupted", message=message)
         console.print(f"run {run_dir} interrupted: {message}", highlight=False)
         raise
     except Exception as exc:
@@ -291,7 +291,7 @@ def run_to_end(
         # status says how far it got and why it ended.
         reason = str(exc) if isinstance(exc, BnnError) else f"{type(exc).__name__}: {exc}"
         done = {"iterations_done": fit.state.iteration} if fit is not None else {}
-        mark_ended(run_dir, "failed", message=reason, **done)
+        runs.mark_ended(run_dir, "failed", message=reason, **done)
         raise
 
 
@@ -302,15 +302,6 @@ def next_steps(run_dir: Path) -> str:
     if fit_resume.exists(run_dir):
         return f"resume with bnn train --resume {run_dir}, or evaluate with --allow-incomplete"
     return "evaluate with --allow-incomplete"
-
-
-def mark_ended(run_dir: Path, state: str, **fields: Any) -> None:
-    """Record how a run ended. Failing to (a full disk) must not hide the error that ended it:
-    the run then keeps saying `running`, and `evaluate` tells that its process is gone."""
-    try:
-        runs.write_status(run_dir, state, **fields)
-    except BnnError as exc:
-        logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
 
 
 class Fit:

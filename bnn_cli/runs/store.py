@@ -7,6 +7,7 @@ then metrics.json, per_class.csv, report.md, report.html and plots/ from `bnn ev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import secrets
@@ -21,6 +22,8 @@ from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.config import Config, config_from_dict
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.runs import files
+
+logger = logging.getLogger(__name__)
 
 # `pruned`: a tuner stopped the fit on its validation figures; its parameters are saved.
 STATES = ("running", "complete", "failed", "interrupted", "pruned")
@@ -74,6 +77,16 @@ def write_status(
     status["updated"] = utc_now()
     atomic_write_json(Path(run_dir) / "status.json", status)
     return status
+
+
+def mark_ended(run_dir: Path, state: str, **fields: Any) -> None:
+    """Record how a run (or an ensemble) ended. Failing to (a full disk) must not hide the error
+    that ended it: it is logged, the run then keeps saying `running`, and `evaluate` tells that
+    its process is gone."""
+    try:
+        write_status(run_dir, state, **fields)
+    except BnnError as exc:
+        logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
 
 
 @overload
