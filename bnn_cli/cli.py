@@ -15,14 +15,16 @@ from typing import Any
 import click
 
 from bnn_cli.config import CHOICES, DATASET_NAMES
-from bnn_cli.console import make_console
+from bnn_cli.console import Environment
 from bnn_cli.errors import BnnError, DataError, ExitCode
 from bnn_cli.report.tables import FORMATS
 from bnn_cli.versions import __version__
 
-# Progress bars and messages go to stderr so that stdout carries only results (the run path).
-err_console = make_console(stderr=True)
-out_console = make_console(stderr=False)
+
+def _env() -> Environment:
+    """The command's `Environment`: made by `main` (or, for click's test runner, by the group)
+    once per command, never at import."""
+    return click.get_current_context().find_root().ensure_object(dict)["env"]
 
 
 def _runs_dir(value: str | None) -> Path:
@@ -87,6 +89,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj.setdefault("env", Environment.from_streams())
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -126,9 +129,9 @@ def download_mnist(
     from bnn_cli.data.download import download_dataset
 
     target = download_dataset(
-        dataset, resolve_data_dir(data_dir), list(mirrors), force=force, console=err_console
+        dataset, resolve_data_dir(data_dir), list(mirrors), force=force, console=_env().err
     )
-    out_console.print(str(target), soft_wrap=True, highlight=False)
+    _env().out.print(str(target), soft_wrap=True, highlight=False)
 
 
 @cli.command(
@@ -234,13 +237,13 @@ def train(
         _runs_dir(runs_dir),
         data_dir,
         evaluate=not no_eval,
-        console=err_console,
+        console=_env().err,
         argv=sys.argv,
         executor=how,
         callbacks=extra,
         resume_dir=Path(resume_dir) if resume_dir else None,
     )
-    out_console.print(str(run_dir), soft_wrap=True, highlight=False)
+    _env().out.print(str(run_dir), soft_wrap=True, highlight=False)
 
 
 @cli.command(
@@ -311,12 +314,12 @@ def evaluate(
         split=split,
         data_dir=data_dir,
         allow_incomplete=allow_incomplete,
-        console=err_console,
+        console=_env().err,
         ood=ood or None,
         save_predictive=save_predictive,
         shift=shift or None,
     )
-    out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
+    _env().out.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
 def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
@@ -328,7 +331,7 @@ def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
         raise click.UsageError(f"choose one output format, not {' and '.join(sorted(asked))}")
     for flag, used in (("json", as_json), ("csv", as_csv)):
         if used:
-            err_console.print(f"warning: --{flag} is deprecated; use --format {flag}")
+            _env().warning(f"--{flag} is deprecated; use --format {flag}")
     return asked.pop() if asked else "table"
 
 
@@ -387,11 +390,11 @@ def predict(
         draws=draws,
         data_dir=data_dir,
         keep_going=keep_going,
-        console=err_console,
+        console=_env().err,
     )
     for message in prediction.errors:
-        print(f"error: {message}", file=sys.stderr)
-    print_answers(prediction, fmt, out_console)
+        _env().error(message)
+    print_answers(prediction, fmt, _env().out)
     if prediction.errors:
         raise DataError(
             f"{len(prediction.errors)} of {len(images)} files could not be read (see above)"
@@ -454,10 +457,10 @@ def compare(
     if run_dirs and runs_dir:
         raise click.UsageError("give RUN_DIRs or --runs-dir, not both")
     paths = select_runs([Path(d) for d in run_dirs], _runs_dir(runs_dir), last, name_glob)
-    compare_runs(paths, Path(csv_path) if csv_path else None, console=out_console, fmt=fmt)
+    compare_runs(paths, Path(csv_path) if csv_path else None, console=_env().out, fmt=fmt)
     if plot_path:
         plot_shift(paths, Path(plot_path))
-        err_console.print(f"rotated-images curves written to {plot_path}", highlight=False)
+        _env().err.print(f"rotated-images curves written to {plot_path}", highlight=False)
 
 
 @cli.command(
@@ -519,7 +522,7 @@ def sweep(
         spec,
         _runs_dir(runs_dir),
         data_dir,
-        console=err_console,
+        console=_env().err,
         executor=executor,
         jobs=jobs,
         address=address,
@@ -527,7 +530,7 @@ def sweep(
         gpus_per_point=gpus_per_point or 0,
         debug=click.get_current_context().find_root().obj["debug"],
     )
-    sweeps.print_summary(result, out_console, fmt)
+    sweeps.print_summary(result, _env().out, fmt)
     sweeps.raise_if_failed(result)
 
 
@@ -598,7 +601,7 @@ def tune(
         spec,
         _runs_dir(runs_dir),
         data_dir,
-        console=err_console,
+        console=_env().err,
         storage=storage,
         executor=executor,
         jobs=jobs,
@@ -608,15 +611,15 @@ def tune(
     rows = report.trial_rows(result.study, spec)
     from bnn_cli.report.tables import emit
 
-    emit(out_console, [report.summary_tabular(rows, spec)], fmt)
+    emit(_env().out, [report.summary_tabular(rows, spec)], fmt)
     page = report.write_report(spec, result.study, result.folder)
     best = report.write_best(spec, result.study, result.folder)
-    err_console.print(f"study report: {page}", highlight=False)
+    _env().err.print(f"study report: {page}", highlight=False)
     if best is None:
         raise NoTrialComplete(
             f"no trial completed: no best.yaml (see the trials' logs in {result.folder / 'trials'})"
         )
-    out_console.print(str(best), soft_wrap=True, highlight=False)
+    _env().out.print(str(best), soft_wrap=True, highlight=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -668,41 +671,44 @@ def quiet_library_notices() -> None:
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
 
 
-def main() -> None:
-    """Entry point: the one error boundary."""
-    debug = "--debug" in sys.argv[1:]
+def main(args: list[str] | None = None, env: Environment | None = None) -> int:
+    """Entry point: the one error boundary. Runs `bnn` with `args` (default: the command line)
+    on `env` (default: the process's stdout and stderr) and returns the exit code."""
+    env = env or Environment.from_streams()
+    argv = sys.argv[1:] if args is None else list(args)
+    debug = "--debug" in argv
     if not debug:
         quiet_library_notices()
     _interrupt_on_termination()
     try:
-        cli.main(standalone_mode=False, prog_name="bnn")
+        cli.main(args=argv, standalone_mode=False, prog_name="bnn", obj={"env": env})
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns a KeyboardInterrupt into Abort; its message names the signal, if not Ctrl-C
         cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
         by = f" by {cause}" if isinstance(cause, KeyboardInterrupt) and str(cause) else ""
-        err_console.print(f"error: interrupted{by}", style="red", highlight=False)
-        sys.exit(ExitCode.INTERRUPTED)
+        env.error(f"interrupted{by}")
+        return ExitCode.INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as exc:  # plain `bnn`: the help, as click does
         exc.show()
-        sys.exit(ExitCode.USAGE)
+        return ExitCode.USAGE
     except click.ClickException as exc:
-        print(f"error: {click_message(exc)}", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
+        env.error(click_message(exc))
+        return ExitCode.USAGE
     except BnnError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        env.error(str(exc))
+        return exc.exit_code
     except Exception as exc:  # the boundary: any bug becomes exit 1 with a hint
         if debug:
             raise
-        print(
-            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug "
-            "for the traceback)",
-            file=sys.stderr,
+        env.error(
+            f"unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug "
+            "for the traceback)"
         )
-        sys.exit(ExitCode.INTERNAL)
+        return ExitCode.INTERNAL
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,7 +25,7 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemaining
 from bnn_cli import atomic, runs, seeds
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
-from bnn_cli.console import progress_bar
+from bnn_cli.console import progress_bar, warning
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.fit.loop import Callback, FitState, Pruned
 from bnn_cli.report import metrics
@@ -423,7 +423,7 @@ class Fit:
         if verdict and verdict.get("stopped_on_validation"):
             console.print(verdict["message"], highlight=False)
         elif verdict and not verdict["converged"]:
-            console.print(f"[bold yellow]warning:[/] {verdict['message']}", highlight=False)
+            warning(console, verdict["message"])
 
     def verdict(self) -> dict | None:
         """How the fit ended. A fit that kept an earlier point than its last (early stopping)

@@ -110,7 +110,7 @@ def patched(code: str, *args: object, timeout: float = 300) -> Result:
     """The CLI with a fault injected by `code`, run before its `main`."""
     program = (
         f"import sys\n{code}\nsys.argv = ['bnn', *{[str(a) for a in args]!r}]\n"
-        "from bnn_cli.cli import main\nmain()\n"
+        "from bnn_cli.cli import main\nraise SystemExit(main())\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", program],

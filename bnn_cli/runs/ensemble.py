@@ -15,6 +15,7 @@ from rich.console import Console
 
 from bnn_cli import atomic
 from bnn_cli.config import Config
+from bnn_cli.console import warning
 from bnn_cli.errors import RunError
 from bnn_cli.runs.store import read_status
 
@@ -106,12 +107,11 @@ def usable_members(run_dir: Path, allow_incomplete: bool, console: Console | Non
     if not complete:
         raise RunError(f"ensemble '{Path(run_dir).name}' has no complete member to evaluate")
     if missing and console is not None:
-        console.print(
-            f"warning: evaluating {len(complete)} of {len(found)} members "
+        warning(
+            console,
+            f"evaluating {len(complete)} of {len(found)} members "
             f"({', '.join(m.label for m in complete)}); missing: "
             f"{', '.join(f'{m.label} ({m.state})' for m in missing)}",
-            style="yellow",
-            highlight=False,
         )
     return complete
 

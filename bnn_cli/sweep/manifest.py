@@ -13,6 +13,7 @@ from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_json
 from bnn_cli.config import config_from_dict
+from bnn_cli.console import warning
 from bnn_cli.errors import BnnError, ExitCode
 from bnn_cli.runs import read_status, utc_now
 from bnn_cli.sweep.point import runs_named
@@ -109,11 +110,7 @@ def read_manifest(path: Path, console: Console) -> dict[str, dict[str, Any]]:
         points = json.loads(path.read_text(encoding="utf-8"))["points"]
         return {p["key"]: p for p in points}
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        console.print(
-            f"warning: '{path}' is corrupt; complete runs are found by their names",
-            style="yellow",
-            highlight=False,
-        )
+        warning(console, f"'{path}' is corrupt; complete runs are found by their names")
         return {}
 
 
