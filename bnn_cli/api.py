@@ -24,6 +24,7 @@ import numpy as np
 from bnn_cli import runs
 from bnn_cli.config import Config
 from bnn_cli.errors import RunError
+from bnn_cli.posterior import params
 from bnn_cli.runs import ensemble, files
 
 
@@ -80,14 +81,13 @@ class TrainedRun:
         """The fitted mean-field parameters, `mu/<name>` and `rho/<name>` arrays (PyMC's
         softplus-parametrised scale, in the unconstrained space), checked against the config."""
         self._single("params")
-        from bnn_cli.posterior import params
 
         return params.load(self.path, self.config)
 
     @cached_property
     def _compile_mode(self) -> str | None:
         """Sets PyTensor's floatX for this run; the compile mode of its backend."""
-        from bnn_cli.engine import backend
+        from bnn_cli.engine import backend  # lazy: imports PyTensor
 
         return backend.configure(self.config.inference.floatX, self.config.inference.backend)
 
@@ -98,7 +98,7 @@ class TrainedRun:
         (set them with `pm.set_data` to evaluate the likelihood on images of your own)."""
         self._single("model")
         self._compile_mode  # noqa: B018 (floatX must be set before the model is built)
-        from bnn_cli.models.build import build_model
+        from bnn_cli.models.build import build_model  # lazy: imports PyMC, PyTensor
 
         batch = self.config.inference.batch_size
         images = np.zeros((batch, 28, 28), dtype=np.float32)
@@ -111,8 +111,7 @@ class TrainedRun:
         `.model` with the saved parameters restored: `run.approx.sample(100)` returns an ArviZ
         `InferenceData` of 100 posterior draws of every weight and bias tensor."""
         self._single("approx")
-        from bnn_cli.fit.advi import make_advi
-        from bnn_cli.posterior import params
+        from bnn_cli.fit.advi import make_advi  # lazy: imports PyMC, PyTensor
 
         approx = make_advi(self.model, self.config.inference, self.config.seed).approx
         params.to_approx(approx, self.params)
@@ -156,7 +155,7 @@ class TrainedRun:
     @cached_property
     def _predict_fn(self) -> Callable[..., Any]:
         mode = self._compile_mode
-        from bnn_cli.posterior.predictive import compile_predict
+        from bnn_cli.posterior.predictive import compile_predict  # lazy: imports PyTensor
 
         return compile_predict(self.config.model, mode)
 

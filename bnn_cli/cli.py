@@ -1,8 +1,12 @@
 """The `bnn` command line: click commands only. Each parses, calls one function, and maps the
-project's errors to the documented exit codes (one error boundary, in `main`)."""
+project's errors to the documented exit codes (one error boundary, in `main`).
+
+Each command imports its stage inside its function, on purpose: `bnn --help`, `--version` and a
+usage error stay instant, while the stages import NumPy, SciPy, PyMC, PyTensor or Optuna."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
@@ -14,10 +18,10 @@ from typing import Any
 
 import click
 
-from bnn_cli.config import CHOICES, DATASET_NAMES
+from bnn_cli.config import CHOICES, DATASET_NAMES, load_config
 from bnn_cli.console import Environment
-from bnn_cli.errors import BnnError, DataError, ExitCode
-from bnn_cli.report.tables import FORMATS
+from bnn_cli.errors import SIGINT_FROM_PARENT, BnnError, DataError, ExitCode
+from bnn_cli.report.tables import FORMATS, emit
 from bnn_cli.versions import __version__
 
 
@@ -202,7 +206,6 @@ def train(
     with that run from its last validation. The run directory's path is the last line of
     standard output.
     """
-    from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
     if (config_path is None) == (resume_dir is None):
@@ -586,8 +589,6 @@ def tune(
     report.html into <runs dir>/tunes/<name>/; prints the trials, then best.yaml's path
     (train and test the best settings with `bnn train <that path>`).
     """
-    import dataclasses
-
     from bnn_cli import tune as tuning
     from bnn_cli.tune import report
     from bnn_cli.tune.run import NoTrialComplete
@@ -609,7 +610,6 @@ def tune(
         debug=click.get_current_context().find_root().obj["debug"],
     )
     rows = report.trial_rows(result.study, spec)
-    from bnn_cli.report.tables import emit
 
     emit(_env().out, [report.summary_tabular(rows, spec)], fmt)
     page = report.write_report(spec, result.study, result.folder)
@@ -631,8 +631,6 @@ def _interrupt_on_termination() -> None:
     the way Ctrl-C does: the run is marked `interrupted` with its parameters so far, not left
     saying `running`. A signal the caller set to be ignored (nohup) stays ignored, except SIGINT
     in a sweep's child (`SIGINT_FROM_PARENT`): its sweep forwards Ctrl-C to it."""
-    from bnn_cli.errors import SIGINT_FROM_PARENT
-
     if os.environ.get(SIGINT_FROM_PARENT) and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in ("SIGTERM", "SIGHUP"):

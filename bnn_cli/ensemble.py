@@ -19,11 +19,6 @@ sweep's manifest) rather than starting over.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from bnn_cli.sweep import Sweep
-
 import json
 import os
 import platform
@@ -36,6 +31,7 @@ from rich.console import Console
 
 from bnn_cli import atomic, runs
 from bnn_cli.config import MAX_NAME, Config, config_from_dict, config_yaml
+from bnn_cli.data.datasets import load_splits
 from bnn_cli.errors import BnnError, ExitCode, RunError
 from bnn_cli.runs import files
 from bnn_cli.runs.ensemble import (
@@ -49,6 +45,7 @@ from bnn_cli.runs.ensemble import (
     usable_members,
     write_members,
 )
+from bnn_cli.sweep import Point, Sweep, cpu_count, run_sweep, runs_named
 
 
 class EnsembleIncomplete(BnnError):
@@ -79,9 +76,6 @@ def train_ensemble(
 ) -> Path:
     """Fit the members not complete yet (in a new ensemble directory, or the newest one of the
     same config); returns the ensemble's directory once every member is complete."""
-    from bnn_cli.data.datasets import load_splits
-    from bnn_cli.sweep import cpu_count, run_sweep
-
     # The data first, as for one fit: a missing file is reported before anything is written.
     load_splits(config.data.dataset, data_dir, config.data.train_size, config.data.val_size)
     run_dir = _resumable(Path(runs_dir), config)
@@ -152,8 +146,6 @@ def _create(runs_dir: Path, config: Config, argv: list[str] | None, data_dir: st
 
 def _as_sweep(run_dir: Path, config: Config) -> Sweep:
     """The members as the points of a sweep, so that they run on its executors and resume."""
-    from bnn_cli.sweep import Point, Sweep
-
     points = []
     for i in range(config.inference.ensemble or 0):
         member = member_config(config, i)
@@ -211,8 +203,6 @@ def _manifest(run_dir: Path, config: Config) -> dict[str, dict[str, Any]]:
 
 def _resumable(runs_dir: Path, config: Config) -> Path | None:
     """The newest ensemble directory of this very config (same members), if any."""
-    from bnn_cli.sweep import runs_named
-
     for run_dir in reversed(runs_named(runs_dir, config.name)):
         if not is_ensemble(run_dir):
             continue

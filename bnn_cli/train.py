@@ -26,10 +26,17 @@ from bnn_cli import atomic, runs, seeds
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
 from bnn_cli.console import progress_bar, warning
+from bnn_cli.data.datasets import load_ood_images, load_splits
+from bnn_cli.ensemble import is_ensemble, train_ensemble
 from bnn_cli.errors import BnnError, RunError
+from bnn_cli.fit import callbacks, diagnostics, loop
+from bnn_cli.fit import resume as fit_resume
+from bnn_cli.fit.callbacks import describe_metric
 from bnn_cli.fit.loop import Callback, FitState, Pruned
+from bnn_cli.posterior import params
 from bnn_cli.report import metrics
 from bnn_cli.runs import files
+from bnn_cli.versions import installed_versions, lock_status
 
 if TYPE_CHECKING:
     from bnn_cli.fit import resume as fit_resume
@@ -61,20 +68,16 @@ def train_and_evaluate(
     if config is None:
         raise ValueError("train_and_evaluate needs a config, or a run directory to resume")
     if evaluate:  # a missing OOD set is reported now, not after the fit
-        from bnn_cli.data.datasets import load_ood_images
-
         for name in config.evaluate.ood:
             load_ood_images(name, data_dir, "test", 0)
     if found is not None and resume_dir is not None:
         run_dir = resume(Path(resume_dir), data_dir, console, argv, callbacks, found)
     elif config.inference.ensemble:
-        from bnn_cli.ensemble import train_ensemble
-
         run_dir = train_ensemble(config, runs_dir, data_dir, console, argv, **(executor or {}))
     else:
         run_dir = train(config, runs_dir, data_dir, console, argv, callbacks)
     if evaluate and runs.read_status(run_dir)["state"] != "pruned":
-        from bnn_cli.posterior.evaluate import evaluate_run
+        from bnn_cli.posterior.evaluate import evaluate_run  # lazy: imports PyTensor, SciPy
 
         evaluate_run(
             run_dir,
@@ -97,8 +100,6 @@ def train(
 ) -> Path:
     """Fit the configured model and write a complete (or, when a callback raised `Pruned`,
     pruned) run directory; return its path."""
-    from bnn_cli.data.datasets import load_splits
-
     # The data and the runs directory first: a missing file or an unwritable directory is
     # reported at once, before PyTensor is even imported.
     splits = load_splits(
@@ -107,7 +108,7 @@ def train(
     run_dir = runs.create_run_dir(runs_dir, config.name)
 
     def start() -> Fit:
-        from bnn_cli.engine import backend
+        from bnn_cli.engine import backend  # lazy: imports PyTensor
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
@@ -143,8 +144,6 @@ def resume(
     checkpoint, in its own directory, to the end: the parameters it ends with are those of a
     fit that never stopped, bit for bit. Refuses (RunError) a run that cannot be resumed;
     `found` is what `resumable(run_dir)` returned, when the caller has asked already."""
-    from bnn_cli.data.datasets import load_splits
-
     run_dir = Path(run_dir)
     config, saved = found or resumable(run_dir)
     splits = load_splits(
@@ -155,8 +154,8 @@ def resume(
     )
 
     def start() -> Fit:
-        from bnn_cli.engine import backend
-        from bnn_cli.fit.steppers import steps_per_call
+        from bnn_cli.engine import backend  # lazy: imports PyTensor
+        from bnn_cli.fit.steppers import steps_per_call  # lazy: imports PyMC, PyTensor
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         pt_meta = {
@@ -191,9 +190,6 @@ def resume(
 def resumable(run_dir: Path) -> tuple[Config, fit_resume.Saved]:
     """The run's config and checkpoint, or a RunError saying why it cannot be resumed and what
     to do instead."""
-    from bnn_cli.ensemble import is_ensemble
-    from bnn_cli.fit import resume as fit_resume
-
     run = runs.open_run(run_dir, allow_incomplete=True)  # a directory, a status, a config
     name, status = run_dir.name, run.status
     if is_ensemble(run_dir):
@@ -297,8 +293,6 @@ def run_to_end(
 
 def next_steps(run_dir: Path) -> str:
     """What a user can do with a run cut off after some iterations."""
-    from bnn_cli.fit import resume as fit_resume
-
     if fit_resume.exists(run_dir):
         return f"resume with bnn train --resume {run_dir}, or evaluate with --allow-incomplete"
     return "evaluate with --allow-incomplete"
@@ -309,17 +303,23 @@ class Fit:
     that validate, checkpoint and (when asked) stop early; `run` fits and marks it complete."""
 
     def __init__(self, run_dir: Path, config: Config, splits: Any, mode: str | None) -> None:
-        from bnn_cli.fit import advi, callbacks, diagnostics, feeder, loop, steppers
-        from bnn_cli.models.build import build_model
-        from bnn_cli.posterior import params
-        from bnn_cli.posterior.predictive import compile_predict
+        from bnn_cli.fit import (  # lazy: imports PyMC, PyTensor
+            advi,
+            callbacks,
+            diagnostics,
+            feeder,
+            loop,
+            steppers,
+        )
+        from bnn_cli.models.build import build_model  # lazy: imports PyMC, PyTensor
+        from bnn_cli.posterior.predictive import compile_predict  # lazy: imports PyTensor
 
         settings = config.inference
         self.run_dir, self.config = run_dir, config
         t0 = time.perf_counter()
         model = build_model(config, splits.x_train, splits.y_train)
-        from bnn_cli.models.architecture import param_specs
-        from bnn_cli.models.priors import point_estimates
+        from bnn_cli.models.architecture import param_specs  # lazy: imports PyTensor
+        from bnn_cli.models.priors import point_estimates  # lazy: imports PyTensor
 
         points = point_estimates(param_specs(config.model), config.prior)
         self.advi = advi.make_advi(model, settings, config.seed, points)
@@ -348,14 +348,11 @@ class Fit:
     def kept(self) -> dict:
         """The parameters this fit would keep now: its best validation point under early
         stopping, else the current ones."""
-        from bnn_cli.posterior import params
-
         if self.early is not None and self.early.best is not None:
             return self.early.best.arrays
         return params.from_approx(self.advi.approx)
 
     def save_resumable(self, state: FitState) -> None:
-        from bnn_cli.fit import resume as fit_resume
 
         early, window = self.early, self.window
         fit_resume.save(
@@ -365,8 +362,6 @@ class Fit:
     def restore(self, saved: Any) -> None:
         """Go on from a checkpoint (`fit.resume.Saved`) of the same config. The compile time
         counts every process's: wall_s is what the whole fit cost."""
-        from bnn_cli.fit import resume as fit_resume
-
         earlier = fit_resume.restore(saved, self.stepper, self.state, self.early, self.window)
         self.compile_s += earlier
         self.checkpoint.compile_s = self.compile_s
@@ -374,10 +369,6 @@ class Fit:
     def run(self, console: Console, extra: Sequence[Callback] = ()) -> None:
         """Fit, with `extra` callbacks after the fit's own (after the checkpoint, so a run they
         end has its last validation saved), and mark the run complete."""
-        from bnn_cli.fit import callbacks, loop
-        from bnn_cli.fit import resume as fit_resume
-        from bnn_cli.posterior import params
-
         settings, state = self.config.inference, self.state
         with make_progress(console) as progress:
             task = progress.add_task(
@@ -429,10 +420,7 @@ class Fit:
         """How the fit ended. A fit that kept an earlier point than its last (early stopping)
         was chosen on validation: that is the verdict. Otherwise the convergence verdict on the
         last 10 % of iterations (None if the fit never reached that window)."""
-        from bnn_cli.fit import diagnostics
-        from bnn_cli.fit.advi import rho_step_sum
-        from bnn_cli.fit.callbacks import describe_metric
-        from bnn_cli.posterior import params
+        from bnn_cli.fit.advi import rho_step_sum  # lazy: imports PyMC, PyTensor
 
         settings, state, early = self.config.inference, self.state, self.early
         best = early.best if early is not None else None
@@ -509,11 +497,10 @@ def validation_figures(
 def run_metadata(config: Config, argv: list[str] | None) -> dict:
     """What meta.json records of a fit (`runs.files.new_meta` adds bnn's version and the data
     directory)."""
-    import pytensor
+    import pytensor  # lazy: imports PyTensor
 
-    from bnn_cli.engine import backend
-    from bnn_cli.fit.steppers import steps_per_call
-    from bnn_cli.versions import installed_versions, lock_status
+    from bnn_cli.engine import backend  # lazy: imports PyTensor
+    from bnn_cli.fit.steppers import steps_per_call  # lazy: imports PyMC, PyTensor
 
     return {
         "python": sys.version.split()[0],

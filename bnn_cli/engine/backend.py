@@ -26,7 +26,7 @@ _BLAS_DONE: list[bool] = []  # set once per process: PyTensor's flags are global
 def openblas_ldflags() -> str | None:
     """Link flags for the scipy-openblas32 wheel, or None when it is not installed."""
     try:
-        import scipy_openblas32
+        import scipy_openblas32  # optional: the OpenBLAS wheel
     except ImportError:
         return None
     lib_dir = scipy_openblas32.get_lib_dir()
@@ -50,13 +50,13 @@ def configure(float_x: str = "float32", backend: str = "c") -> Any:
             logger.debug("BLAS: %s", flags)
         _BLAS_DONE.append(True)
     if backend == "c":
-        from bnn_cli.engine.rewrites import c_mode
+        from bnn_cli.engine.rewrites import c_mode  # lazy: imports PyTensor
 
         return c_mode()
     if backend == "jax":
-        import jax
+        import jax  # lazy: imports JAX
 
-        from bnn_cli.engine.rewrites import jax_mode
+        from bnn_cli.engine.rewrites import jax_mode  # lazy: imports PyTensor
 
         # JAX computes in 32 bits unless told otherwise; a float64 run must really be float64.
         jax.config.update("jax_enable_x64", float_x == "float64")
@@ -69,7 +69,7 @@ def device(backend: str) -> str:
     CPU (the C and Numba backends run nowhere else)."""
     if backend != "jax":
         return "cpu"
-    import jax
+    import jax  # lazy: imports JAX
 
     first = jax.devices()[0]
     return "cpu" if first.platform == "cpu" else f"{first.platform}: {first.device_kind}"

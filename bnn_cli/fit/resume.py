@@ -42,6 +42,7 @@ from bnn_cli.fit.callbacks import Best, EarlyStopping
 from bnn_cli.fit.diagnostics import Snapshot
 from bnn_cli.fit.loop import FitState
 from bnn_cli.runs import store
+from bnn_cli.versions import installed_versions
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ def save(
     compile_s: float,
 ) -> None:
     """Write checkpoint.npz (atomically) for the fit as it stands between two blocks."""
-    from bnn_cli.versions import installed_versions
-
     arrays: dict[str, np.ndarray] = {"losses": np.asarray(state.losses, dtype=np.float64)}
     cells = {
         str(i): encode(cell[0], f"cell/{i}", arrays) for i, cell in step_cells(stepper.fn).items()
@@ -256,8 +255,6 @@ def restore(
 
 def warn_if_changed(meta: dict[str, Any], k: int) -> None:
     """The fit goes on either way; only its last bits may differ from an unbroken one."""
-    from bnn_cli.versions import installed_versions
-
     changed = {
         name: (was, now)
         for name, now in installed_versions().items()

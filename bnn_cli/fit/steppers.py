@@ -45,7 +45,7 @@ CPU_STEPS_PER_CALL = 10
 def default_steps_per_call(backend: str) -> int:
     if backend != "jax":
         return 1
-    import jax
+    import jax  # lazy: imports JAX
 
     return CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else GPU_STEPS_PER_CALL
 
@@ -104,7 +104,7 @@ class MultiStep:
     def __init__(
         self, advi: Any, settings: InferenceConfig, mode: Any, feeder: Any, k: int
     ) -> None:
-        import jax
+        import jax  # lazy: imports JAX
 
         fn, schedules = compile_step_function(advi, settings, mode)
         if fn.maker.linker.scalar_shape_inputs:
@@ -156,7 +156,7 @@ def k_steps(
 ) -> Any:
     """`jax.lax.scan` of PyTensor's step over (rows, rates): each step gathers its minibatch
     from the device-resident training set by one index vector (images and labels paired)."""
-    import jax
+    import jax  # lazy: imports JAX
 
     def body(state: Any, xs: Any) -> tuple[Any, Any]:
         batch_rows, step_rates = xs

@@ -178,8 +178,8 @@ def sizes(x: Any) -> tuple:
 
 def _register_jax() -> None:
     try:
-        import jax
-        from pytensor.link.jax.dispatch import jax_funcify
+        import jax  # lazy: imports JAX
+        from pytensor.link.jax.dispatch import jax_funcify  # lazy: imports PyTensor
     except ImportError:  # the JAX backend is optional; the other backends use `perform`
         return
 

@@ -30,7 +30,7 @@ def predictive_idata(
     scale_draws: dict[str, np.ndarray] | None = None,
 ) -> Any:
     """The InferenceData described above, from `probs` (draws, images, classes)."""
-    import arviz as az
+    import arviz as az  # lazy: imports ArviZ
 
     n_images, n_classes = probs.shape[1:]
     coords = {"image": np.arange(n_images), "class": np.arange(n_classes)}

@@ -16,9 +16,16 @@ from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 from bnn_cli import runs, seeds
 from bnn_cli.config import Config
 from bnn_cli.console import progress_bar
+from bnn_cli.data.datasets import get_spec, load_ood_images, load_splits
+from bnn_cli.data.shift import SHIFTS, shifted
 from bnn_cli.errors import ConfigError
 from bnn_cli.posterior import params, threshold
+from bnn_cli.posterior.arviz_files import write_predictive
 from bnn_cli.posterior.predictive import compile_predict, mixture
+from bnn_cli.report import metrics as m
+from bnn_cli.report.fit_report import OodSet, ood_results
+from bnn_cli.report.metrics import shift_row
+from bnn_cli.report.render import write_report
 from bnn_cli.runs import ensemble
 
 logger = logging.getLogger(__name__)
@@ -49,10 +56,9 @@ def evaluate_run(
     sources = fitted_sources(run, config, chosen, config.draws(draws))
     ood_names = ood_sets_for(config, ood)
     shift_names = shifts_for(config, shift)
-    from bnn_cli.engine import backend
+    from bnn_cli.engine import backend  # lazy: imports PyTensor
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
-    from bnn_cli.data.datasets import load_ood_images, load_splits
 
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
@@ -70,7 +76,6 @@ def evaluate_run(
     val_probs = probs if split == "val" else None
     if split != "val" and len(splits.y_val):
         val_probs = predict(threshold.sample(splits.x_val), "val threshold")
-    from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {name: OodSet(x, predict(x, name)) for name, x in ood_images.items()}
     shift_rows = {name: shift_curve(name, predict, images, labels) for name in shift_names}
@@ -81,10 +86,7 @@ def evaluate_run(
         member_metrics(sources, predict.slices(), probs, labels, ood_sets) if chosen else None
     )
     if save_predictive:
-        from bnn_cli.posterior.arviz_files import write_predictive
-
         write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
-    from bnn_cli.report.render import write_report
 
     result = write_report(
         run.path,
@@ -109,8 +111,6 @@ def evaluate_run(
 def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     """The OOD sets to check: those asked for on the command line, else the config's; each
     must be a known dataset other than the one the network was trained on."""
-    from bnn_cli.data.datasets import get_spec
-
     names = list(dict.fromkeys(requested if requested is not None else config.evaluate.ood))
     for name in names:
         get_spec(name)
@@ -124,8 +124,6 @@ def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
 
 def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     """The dataset shifts to run: those asked for on the command line, else the config's."""
-    from bnn_cli.data.shift import SHIFTS
-
     names = list(dict.fromkeys(requested if requested is not None else config.evaluate.shift))
     for name in names:
         if name not in SHIFTS:
@@ -135,9 +133,6 @@ def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
 
 def shift_curve(name: str, predict: Any, images: np.ndarray, labels: np.ndarray) -> list[dict]:
     """`metrics.shift_row` at each level of shift `name` (each rotation angle)."""
-    from bnn_cli.data.shift import shifted
-    from bnn_cli.report.metrics import shift_row
-
     return [
         shift_row(level, predict(moved, f"{name} {level:g}"), labels)
         for level, moved in shifted(name, images)
@@ -204,9 +199,6 @@ class PosteriorPredictive:
 
 def member_metrics(sources: Any, slices: Any, probs: Any, labels: Any, ood_sets: Any) -> list[dict]:
     """Each member's own figures, from its share of the mixture's draws."""
-    from bnn_cli.report import metrics as m
-    from bnn_cli.report.fit_report import OodSet, ood_results
-
     rows = []
     for source, part in zip(sources, slices, strict=True):
         own = probs[part]
@@ -235,8 +227,8 @@ def prior_scale_draws(
     HalfNormal). `load_params` has already checked that each is present with its shape."""
     if config.prior.kind != "hierarchical":
         return None
-    from bnn_cli.models.architecture import param_specs
-    from bnn_cli.models.priors import scale_names
+    from bnn_cli.models.architecture import param_specs  # lazy: imports PyTensor
+    from bnn_cli.models.priors import scale_names  # lazy: imports PyTensor
 
     rng = seeds.stream(config.seed, seeds.PRIOR_SCALES)
     specs = param_specs(config.model)

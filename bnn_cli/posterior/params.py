@@ -82,7 +82,7 @@ def load(run_dir: Path, config: Config) -> dict[str, np.ndarray]:
     ) as exc:
         raise RunError(f"'{path}' is corrupt or truncated ({exc}); train the run again") from None
     from bnn_cli.models.architecture import param_specs  # imports PyTensor: only when needed
-    from bnn_cli.models.priors import factors
+    from bnn_cli.models.priors import factors  # lazy: imports PyTensor
 
     for spec in param_specs(config.model):
         for factor in factors(spec, config.prior):

@@ -165,7 +165,7 @@ def plot_shift(run_dirs: list[Path], path: Path, shift: str = "rotate") -> None:
             f"--plot-shift: none of the runs was evaluated with --shift {shift} "
             f"(run 'bnn evaluate RUN --shift {shift}' first)"
         )
-    from bnn_cli.report import plots
+    from bnn_cli.report import plots  # lazy: imports matplotlib, SciPy
 
     atomic_write_bytes(path, plots.shift_png(curves, shift))
 

@@ -317,7 +317,7 @@ def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
     first dense layer's per-pixel scales as a 28x28 picture."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
-        import arviz as az
+        import arviz as az  # lazy: imports ArviZ
     scalars = {n: d for n, d in scale_draws.items() if np.ndim(d) == 1}
     units = {n: np.median(d, axis=0).ravel() for n, d in scale_draws.items() if np.ndim(d) > 1}
     if not units:

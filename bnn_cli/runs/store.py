@@ -20,6 +20,7 @@ import yaml
 
 from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.config import Config, config_from_dict
+from bnn_cli.data.datasets import resolve_data_dir
 from bnn_cli.errors import BnnError, RunError
 from bnn_cli.runs import files
 
@@ -150,8 +151,6 @@ def recorded_data_dir(run_dir: Path) -> str | None:
 def run_data_dir(run_dir: Path, data_dir: str | None) -> str:
     """Where to read a run's data: `--data-dir`, `$BNN_DATA_DIR`, the folder it was trained
     from, the user cache directory, in that order."""
-    from bnn_cli.data.datasets import resolve_data_dir
-
     return str(resolve_data_dir(data_dir, recorded_data_dir(run_dir)))
 
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from bnn_cli.data.datasets import resolve_data_dir
 from bnn_cli.errors import ConfigError
 from bnn_cli.sweep.point import LIVE, STOPPING, Task, log_tail, run_point
 
@@ -111,7 +112,6 @@ def workers_data_dir(data_dir: str | None, executor: str) -> str | None:
         return str(Path(data_dir).resolve())
     if executor != "ray":
         return None
-    from bnn_cli.data.datasets import resolve_data_dir
 
     return str(resolve_data_dir(None).resolve())
 
@@ -184,7 +184,7 @@ def ray_logs_to(log_file: Path | None) -> Iterator[None]:
 
 def import_ray() -> Any:
     try:
-        import ray
+        import ray  # lazy: imports Ray
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray

@@ -3,6 +3,7 @@ a point that fails or crashes (even SIGKILL) is reported while the others go on.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -90,8 +91,6 @@ def run_point(task: Task) -> dict[str, Any]:
 
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux for SIGKILL when the parent thread ends."""
-    import ctypes
-
     pr_set_pdeathsig = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)

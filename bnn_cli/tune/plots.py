@@ -76,7 +76,7 @@ def _draw_history(fig: Any, points: list[dict], spec: TuneSpec) -> None:
 
 
 def _importances(study: Any, spec: TuneSpec) -> dict[str, float]:
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(complete) < MIN_FOR_IMPORTANCE or len(spec.space) < 2:

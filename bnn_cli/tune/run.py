@@ -26,6 +26,7 @@ from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, ExitCode, RunError
 from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import read_status
+from bnn_cli.runs.files import read_elbo_csv
 from bnn_cli.sweep.executors import (
     cpu_count,
     import_ray,
@@ -223,7 +224,7 @@ class Workers:
         )
 
     def _tell(self, trial: Any, outcome: dict[str, Any]) -> None:
-        from optuna.trial import TrialState
+        from optuna.trial import TrialState  # lazy: imports Optuna
 
         study, spec = self.result.study, self.result.spec
         run_dir = outcome.get("run_dir")
@@ -283,7 +284,7 @@ def _wait_all(events: list[threading.Event]) -> None:
 
 def best_trial(study: Any) -> Any:
     """The best complete trial, or None (Optuna raises when there is none)."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return None
@@ -293,8 +294,6 @@ def best_trial(study: Any) -> Any:
 def objective_value(run_dir: Path, weights: dict[str, float]) -> float | None:
     """The objective at the iteration the run kept (its best validation under early stopping,
     else its last), from its elbo.csv."""
-    from bnn_cli.runs.files import read_elbo_csv
-
     columns = read_elbo_csv(run_dir)
     if columns is None:
         return None
@@ -344,7 +343,7 @@ class RayRunner:
 
 
 def _ray_shutdown(log_file: Path | None) -> None:
-    import ray
+    import ray  # lazy: imports Ray
 
     if ray.is_initialized():
         with ray_logs_to(log_file):

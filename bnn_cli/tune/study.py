@@ -8,14 +8,21 @@ replaces (`retry_of`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import platform
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any, Literal, cast
+
+from filelock import FileLock
 
 from bnn_cli.atomic import pid_alive
 from bnn_cli.errors import ConfigError
 from bnn_cli.fit.resume import can_resume
+from bnn_cli.sweep.point import runs_named
 from bnn_cli.tune.spec import Param, TuneSpec
 
 logger = logging.getLogger(__name__)
@@ -26,7 +33,7 @@ STUDY_FILE = "study.db"
 def import_optuna() -> Any:
     """Optuna, its INFO lines ("A new study created", one per trial) left to --debug: the
     tuner prints its own line per trial."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -40,7 +47,7 @@ def default_storage(folder: Path) -> str:
 def open_storage(url: str) -> Any:
     """Optuna's RDB storage at `url`; a URL it cannot open, or a database that is not an
     Optuna study database, is a ConfigError (exit 2) that names it."""
-    import sqlalchemy
+    import sqlalchemy  # lazy: imports SQLAlchemy (Optuna's storage)
 
     optuna = import_optuna()
     _check_sqlite_file(url)
@@ -66,10 +73,6 @@ def _creation_lock(url: str) -> Any:
     """Two processes opening a new SQLite file at once would both create its tables (one fails
     on Optuna's schema version): a lock file beside it lets one create, the other then open.
     A database server orders this itself."""
-    import contextlib
-
-    from filelock import FileLock
-
     if not url.startswith("sqlite:///"):
         return contextlib.nullcontext()
     return FileLock(url[len("sqlite:///") :] + ".lock")
@@ -106,8 +109,6 @@ def _check_sqlite_file(url: str) -> None:
 
 
 def _sqlite_tables(path: Path) -> set[str]:
-    import sqlite3
-    from contextlib import closing
 
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -119,7 +120,7 @@ def _sqlite_tables(path: Path) -> set[str]:
 
 def open_study(spec: TuneSpec, storage_url: str) -> Any:
     """Create the study, or load it to continue; refuses one whose direction differs."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     storage = open_storage(storage_url)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
@@ -149,7 +150,7 @@ def open_study(spec: TuneSpec, storage_url: str) -> Any:
 def make_sampler(spec: TuneSpec, offset: int = 0) -> Any:
     """The seeded sampler; `offset` (the trials the study already holds) is added to the seed,
     so a new study is reproducible from `sampler.seed` and a continued one draws new values."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     sampler, seed = spec.sampler, spec.sampler.seed + offset
     if sampler.kind == "random":
@@ -160,7 +161,7 @@ def make_sampler(spec: TuneSpec, offset: int = 0) -> Any:
 def make_pruner(settings: dict[str, Any]) -> Any:
     """The pruner from the tune file's `pruner:` (a plain dict: it also travels to each trial's
     fit, which asks it whether to stop)."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     kind = settings["kind"]
     if kind == "none":
@@ -197,7 +198,7 @@ def counted(study: Any) -> int:
 
 
 def _counts(t: Any) -> bool:
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     if t.state == TrialState.FAIL:
         return not (t.user_attrs.get("retry") or t.user_attrs.get("surplus"))
@@ -208,7 +209,7 @@ def surplus(study: Any, trial: Any, budget: int) -> bool:
     """Whether `trial`, just asked, is past the budget: two tuners on one study may both see
     room for one more trial and ask at once; the later-numbered one then gives way (failed,
     marked `surplus`, never counted), so the study ends with exactly `budget` trials."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
     if len(ahead) < budget:
@@ -219,7 +220,7 @@ def surplus(study: Any, trial: Any, budget: int) -> bool:
 
 
 def finished(study: Any) -> list:
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     return [t for t in study.get_trials(deepcopy=False) if t.state in done]
@@ -230,7 +231,7 @@ def reconcile(study: Any, spec: TuneSpec, runs_dir: Path) -> list[int]:
     host) is marked failed, and every trial cut off (killed or interrupted) is enqueued again
     once, with its run (found by its config name in `runs_dir` if its tuner died before hearing
     back) to resume from. Returns the numbers of the trials re-enqueued."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.RUNNING and _owner_gone(trial):
@@ -256,7 +257,6 @@ def reconcile(study: Any, spec: TuneSpec, runs_dir: Path) -> list[int]:
 
 
 def _newest_run(runs_dir: Path, config_name: str | None) -> str | None:
-    from bnn_cli.sweep.point import runs_named
 
     found = runs_named(Path(runs_dir), config_name) if config_name else []
     return str(found[-1]) if found else None
@@ -268,7 +268,6 @@ def _owner_gone(trial: Any) -> bool:
 
 
 def owner_attrs() -> dict[str, Any]:
-    import os
 
     return {"host": platform.node(), "pid": os.getpid()}
 
