@@ -32,12 +32,11 @@ from bnn_cli.fit.loop import Stepper
 
 logger = logging.getLogger(__name__)
 
-# Measured (README, speed). On a GPU the host's per-step cost is the limit, and 100 steps per call
-# remove it (the anchor's SCAN=1). On a CPU a step is tens of milliseconds of arithmetic, yet the
-# call's own cost (the host round trip, the minibatch indices, copying the carried state in) still
-# showed: `make bench` timed the MLP at 22.1 it/s with K = 10 against 17.0 with K = 1. A call of
-# 10 steps is under half a second for the MLP and about two seconds for the conv net, so Ctrl-C
-# stays prompt. The C and Numba backends step through their own virtual machine, one per call.
+# On a GPU the host's per-step cost is the limit, and 100 steps per call remove it (the anchor's
+# SCAN=1). On a CPU a step is tens of milliseconds of arithmetic, yet a call's own cost (the host
+# round trip, the minibatch indices, copying the carried state in) still shows, so a few steps
+# share one call; few enough that a call stays short and Ctrl-C prompt. The C and Numba backends
+# step through their own virtual machine, one step per call. (Measured: docs/results.md, Speed.)
 GPU_STEPS_PER_CALL = 100
 CPU_STEPS_PER_CALL = 10
 

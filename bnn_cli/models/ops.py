@@ -9,14 +9,15 @@ plain PyMC model and any backend can differentiate it:
 - with respect to the images: the same convolution of the zero-padded output gradient with the
   flipped, transposed kernel (the transposed convolution);
 - with respect to the kernel: GEMMs of the image patches with the output gradient
-  (`kernel_gradient`), which on the CPU ran faster than XLA's convolution for it, while XLA's
-  forward convolution ran 5x faster than im2col.
+  (`kernel_gradient`), which on the CPU beat XLA's convolution for it, while XLA's forward
+  convolution beats im2col.
 
-`MaxPool2D` is non-overlapping max-pooling (`jax.lax.reduce_window` under JAX: the conv net's
-forward pass ran 2.5x faster with it than with a reshape and a max); its gradient is the
-reshape-and-compare graph PyTensor would build for that max.
+`MaxPool2D` is non-overlapping max-pooling (`jax.lax.reduce_window` under JAX, faster than a
+reshape and a max); its gradient is the reshape-and-compare graph PyTensor would build for that
+max.
 
-NHWC is kept because XLA's CPU forward convolution ran 7.7x faster in NHWC than in NCHW.
+NHWC is kept because XLA's CPU forward convolution is much faster in NHWC than in NCHW. The
+measurements: docs/results.md, "The conv net's own convolution and pooling".
 """
 
 from __future__ import annotations
@@ -137,11 +138,10 @@ def input_gradient(g: Any, kernel: Any) -> Any:
 def kernel_gradient(x: Any, g: Any, kernel: Any) -> Any:
     """d(sum(g * conv(x, kernel)))/dkernel: sum over images and positions of patch times g.
 
-    Measured on a 2-core CPU (XLA, batch 500): for many input channels one small GEMM per
-    kernel offset, each on a strided view of x, ran 2.3x faster than one GEMM of the
-    concatenated patches (46 vs 108 ms for the conv net's second layer) and 1.9x faster than
-    XLA's own convolution for it; for a few channels (the first layer's one) the patch matrix
-    is small and the one GEMM ran fastest.
+    For many input channels one small GEMM per kernel offset, each on a strided view of x,
+    beats one GEMM of the concatenated patches (which copies them) and XLA's own convolution
+    for it; for a few channels (the first layer's one) the patch matrix is small and the one
+    GEMM is fastest (docs/results.md, "The conv net's own convolution and pooling").
     """
     k_h, k_w, c_in, c_out = sizes(kernel)
     flat_g = g.reshape((-1, c_out))

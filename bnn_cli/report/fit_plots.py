@@ -60,8 +60,8 @@ def _log_axes(ax: Any) -> None:
         narrow = high / max(low, 1e-300) < 100  # under two decades: label 1-2-5 steps
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
         axis.set_major_formatter(FormatStrFormatter("%g"))
-        # Minor ticks at 2 and 5 only: the default eight per decade made tick layout most of
-        # this figure's time (a 12-axes posterior plot 2.2-3.1 s -> 1.4-1.6 s, same picture).
+        # Minor ticks at 2 and 5 only: the default eight per decade make tick layout most of
+        # this figure's time, for the same picture (docs/results.md, Evaluation).
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=12))
         axis.set_minor_formatter(NullFormatter())
 
