@@ -1216,4 +1216,11 @@ def test_a_full_disk_during_training_fails_the_run(trained):
 
 @pytest.mark.slow
 def test_the_first_run_is_still_byte_identical(trained):
+    """Last in this file: nothing above changed a byte of the first, complete run. Run on its
+    own it still checks something of its own: commands that read the runs directory, and a
+    refused resume of the complete run, leave it as it was."""
+    listed = bnn("compare", "--runs-dir", trained.runs_dir, "--format", "csv")
+    assert listed.rc == 0 and trained.first.name in listed.stdout
+    refused = bnn("train", "--resume", trained.first, "--data-dir", REAL_DATA_DIR)
+    assert refused.rc == 4, refused.stderr
     trained.assert_first_untouched()
