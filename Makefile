@@ -76,4 +76,4 @@ lock:
 		--custom-compile-command "make lock" --annotation-style line -o requirements.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

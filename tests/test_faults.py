@@ -43,7 +43,7 @@ from bnn_cli.models.architecture import param_specs
 from bnn_cli.posterior import params
 from bnn_cli.runs import store
 from tests.conftest import REAL_DATA_DIR
-from tests.test_download import FILES, cli_env, server, wait_for_partial  # noqa: F401
+from tests.download_helpers import FILES, cli_env, wait_for_partial
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -607,7 +607,7 @@ def test_download_onto_a_full_disk(tmp_path, real_data_dir):
     assert [p.name for p in (tmp_path / "mnist").iterdir()] == [".download.lock"]
 
 
-def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir):  # noqa: F811
+def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir):
     server.files = {name: (real_data_dir / "mnist" / name).read_bytes() for name in FILES}
     target = tmp_path / "mnist"
     process = subprocess.Popen(
@@ -1014,6 +1014,11 @@ class Trained:
         assert snapshot(self.first) == self.digests
 
 
+# The tests on `trained` share its runs directory, in this file's order, on one test worker
+# (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did.
+ON_THE_TRAINED_RUNS = pytest.mark.xdist_group("faults-trained")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Trained:
     """Two tiny trainings started together into one runs directory."""
@@ -1045,6 +1050,7 @@ def wait_for_progress(trained: Trained, before: set[Path], process: subprocess.P
     raise AssertionError(f"training made no progress: {process.communicate()}")
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_two_trainings_at_once_get_distinct_complete_runs(trained):
     assert trained.first != trained.second
@@ -1054,6 +1060,7 @@ def test_two_trainings_at_once_get_distinct_complete_runs(trained):
         assert (run_dir / "approx.npz").is_file()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "line", "cause", "inherited"),
@@ -1114,6 +1121,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_sigkill_during_training_never_reads_complete(trained):
     before = set(runs.list_runs(trained.runs_dir))
@@ -1159,6 +1167,7 @@ DIVERGED = re.compile(
 )
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_a_diverging_fit_is_failed_with_advice(trained):
     # A huge initial spread of the weights makes the very first ELBO estimate NaN.
@@ -1188,6 +1197,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_a_full_disk_during_training_fails_the_run(trained):
     before = set(runs.list_runs(trained.runs_dir))
@@ -1214,6 +1224,7 @@ def test_a_full_disk_during_training_fails_the_run(trained):
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_the_first_run_is_still_byte_identical(trained):
     """Last in this file: nothing above changed a byte of the first, complete run. Run on its
