@@ -663,7 +663,7 @@ def quiet_library_notices() -> None:
     # ArviZ (imported by PyMC) announces its refactor on every import.
     warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
     # PyTensor's JAX backend keeps the random state in a JAX copy that it advances every step
-    # (tests/test_backends.py checks the draws change and are seeded).
+    # (tests/test_engine_backend.py checks the draws change and are seeded).
     warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
     # float32 runs: JAX narrows PyMC's 64-bit index and constant casts (float64 runs enable x64).
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
