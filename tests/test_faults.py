@@ -1015,11 +1015,14 @@ class Trained:
 
 
 # The tests on `trained` share its runs directory, in this file's order, on one test worker
-# (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did.
+# (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did. The
+# fixture lives for the session: a worker that runs other files' tests between these keeps it.
+# (pytest-xdist 3.8 under pytest 9.2 ignores the group, pytest-dev/pytest-xdist#1386: each
+# worker that gets one of these tests then trains its own pair, as a module fixture did.)
 ON_THE_TRAINED_RUNS = pytest.mark.xdist_group("faults-trained")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     """Two tiny trainings started together into one runs directory."""
     if not all((REAL_DATA_DIR / "mnist" / f.name).is_file() for f in DATASETS["mnist"].files):

@@ -88,7 +88,7 @@ PLOT_CAPTIONS = {
 
 
 # Everything `bnn evaluate` writes into a run: replaced as a whole (metrics.json last).
-REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "report.html", "plots")
+REPORT_FILES = (files.METRICS_JSON, "per_class.csv", "report.md", "report.html", "plots")
 
 
 @dataclass
@@ -142,14 +142,14 @@ def write_report(
     title = f"bnn report: {config.get('name', run_dir.name)}"
     # Written aside, then swapped in: a failed or interrupted evaluation leaves the earlier
     # report whole, and a finished one leaves none of its files behind.
-    with replaced_as_a_whole(run_dir, REPORT_FILES, last="metrics.json", label="report") as out:
+    with replaced_as_a_whole(run_dir, REPORT_FILES, last=files.METRICS_JSON, label="report") as out:
         (out / "plots").mkdir()
         for name, png in plots.items():
             atomic_write_bytes(out / "plots" / name, png)
         atomic_write_text(out / "per_class.csv", per_class_csv(rows))
         atomic_write_text(out / "report.md", render_markdown(title, sections))
         atomic_write_text(out / "report.html", render_html(title, sections, plots))
-        atomic_write_json(out / "metrics.json", result)
+        atomic_write_json(out / files.METRICS_JSON, result)  # read: runs.files.read_metrics
     if console is not None:
         console.print(summary_table(result, config.get("name", run_dir.name)))
     log.info("report written to %s", run_dir)
