@@ -17,11 +17,11 @@ import numpy as np
 from rich.console import Console
 
 from bnn_cli import runs
-from bnn_cli.api import TrainedRun, load_run
 from bnn_cli.data.datasets import get_spec, load_splits
 from bnn_cli.data.images import NamedImage, read_images
 from bnn_cli.errors import DataError, RunError
 from bnn_cli.posterior import threshold
+from bnn_cli.posterior.trained import TrainedRun, load_run
 from bnn_cli.report import metrics, tables
 from bnn_cli.report.tables import Column, Tabular, value
 
