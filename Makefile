@@ -11,7 +11,7 @@ LOCK ?= requirements.lock
 UV_VERSION := 0.13.9
 LOCK_TOOL := build/lock-tool
 
-.PHONY: setup test test-fast lint demo bench bench-quick bench-gpu clean lock
+.PHONY: setup check test test-fast lint demo bench bench-quick bench-gpu clean lock
 
 $(BIN)/bnn: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,13 @@ setup: $(BIN)/bnn
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 1) + 2 )))
 PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
-test: $(BIN)/bnn
+# The import contracts (.importlinter: the pipeline's layers point down) and the type checker
+# ([tool.mypy] in pyproject.toml); `make test` runs them before the tests, and so does CI.
+check: $(BIN)/bnn
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+test: check
 	$(PYTEST)
 
 test-fast: $(BIN)/bnn
@@ -70,4 +76,4 @@ lock:
 		--custom-compile-command "make lock" --annotation-style line -o requirements.lock
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache .import_linter_cache

@@ -58,7 +58,7 @@ def main() -> None:
 
     from bnn_cli.config import load_config
     from bnn_cli.data.datasets import load_splits
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend
     from bnn_cli.posterior import params
 
     config = load_config(args.run_dir / "config.yaml")

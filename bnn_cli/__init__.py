@@ -5,16 +5,17 @@ The public Python API is `load_run` (see `bnn_cli.api`): `from bnn_cli import lo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from bnn_cli.versions import __version__
+
 __all__ = ["TrainedRun", "__version__", "load_run"]
 
 if TYPE_CHECKING:
     from bnn_cli.api import TrainedRun, load_run
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # Imported on first use: the command line imports this package on every start.
     if name in ("load_run", "TrainedRun"):
         from bnn_cli import api

@@ -61,7 +61,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # NumPy's stub types **kwds too narrowly
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -74,7 +74,7 @@ def _json_default(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def signals_held():
+def signals_held() -> Iterator[None]:
     """Ignore a second Ctrl-C (or SIGTERM) while a few files are put in place: being interrupted
     half-way through would leave a run without its last parameters, status or reports."""
     if threading.current_thread() is not threading.main_thread():

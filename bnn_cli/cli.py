@@ -1,26 +1,34 @@
 """The `bnn` command line: click commands only. Each parses, calls one function, and maps the
-project's errors to the documented exit codes (one error boundary, in `main`)."""
+project's errors to the documented exit codes (one error boundary, in `main`).
+
+Each command imports its stage inside its function, on purpose: `bnn --help`, `--version` and a
+usage error stay instant, while the stages import NumPy, SciPy, PyMC, PyTensor or Optuna."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from bnn_cli import __version__
-from bnn_cli.config import CHOICES
-from bnn_cli.console import make_console
-from bnn_cli.errors import BnnError, DataError, ExitCode
-from bnn_cli.report.tables import FORMATS
+from bnn_cli.config import CHOICES, DATASET_NAMES, load_config
+from bnn_cli.console import Environment
+from bnn_cli.errors import SIGINT_FROM_PARENT, BnnError, DataError, ExitCode
+from bnn_cli.report.tables import FORMATS, emit
+from bnn_cli.versions import __version__
 
-# Progress bars and messages go to stderr so that stdout carries only results (the run path).
-err_console = make_console(stderr=True)
-out_console = make_console(stderr=False)
+
+def _env() -> Environment:
+    """The command's `Environment`: made by `main` (or, for click's test runner, by the group)
+    once per command, never at import."""
+    return click.get_current_context().find_root().ensure_object(dict)["env"]
 
 
 def _runs_dir(value: str | None) -> Path:
@@ -29,14 +37,15 @@ def _runs_dir(value: str | None) -> Path:
 
 RUNS_DIR_HELP = "Where runs are written. Default: $BNN_RUNS_DIR, else ./runs."
 DATA_DIR_DEFAULT = "Default: $BNN_DATA_DIR, else $XDG_CACHE_HOME/bnn or ~/.cache/bnn."
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]  # what click.option returns
 DATA_DIR_HELP = f"Where datasets are read from and stored (DIR/<dataset>/). {DATA_DIR_DEFAULT}"
 
 
-def _dir_option(name: str, help: str):
+def _dir_option(name: str, help: str) -> Decorator:
     return click.option(name, type=click.Path(file_okay=False), metavar="DIR", help=help)
 
 
-def _format_option(what: str):
+def _format_option(what: str) -> Decorator:
     return click.option(
         "--format",
         "fmt",
@@ -49,7 +58,7 @@ def _format_option(what: str):
     )
 
 
-def _executor_option(unit: str):
+def _executor_option(unit: str) -> Decorator:
     return click.option(
         "--executor",
         type=click.Choice(["local", "ray"]),
@@ -59,7 +68,7 @@ def _executor_option(unit: str):
     )
 
 
-def _address_option():
+def _address_option() -> Decorator:
     return click.option(
         "--address",
         metavar="HOST:PORT",
@@ -84,6 +93,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj.setdefault("env", Environment.from_streams())
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -100,7 +110,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option(
     "--dataset",
-    type=click.Choice(["mnist", "fashion-mnist"]),
+    type=click.Choice(DATASET_NAMES),
     default="mnist",
     show_default=True,
     help="Which dataset to fetch.",
@@ -123,9 +133,9 @@ def download_mnist(
     from bnn_cli.data.download import download_dataset
 
     target = download_dataset(
-        dataset, resolve_data_dir(data_dir), list(mirrors), force=force, console=err_console
+        dataset, resolve_data_dir(data_dir), list(mirrors), force=force, console=_env().err
     )
-    out_console.print(str(target), soft_wrap=True, highlight=False)
+    _env().out.print(str(target), soft_wrap=True, highlight=False)
 
 
 @cli.command(
@@ -196,7 +206,6 @@ def train(
     with that run from its last validation. The run directory's path is the last line of
     standard output.
     """
-    from bnn_cli.config import load_config
     from bnn_cli.train import train_and_evaluate
 
     if (config_path is None) == (resume_dir is None):
@@ -231,13 +240,13 @@ def train(
         _runs_dir(runs_dir),
         data_dir,
         evaluate=not no_eval,
-        console=err_console,
+        console=_env().err,
         argv=sys.argv,
         executor=how,
         callbacks=extra,
         resume_dir=Path(resume_dir) if resume_dir else None,
     )
-    out_console.print(str(run_dir), soft_wrap=True, highlight=False)
+    _env().out.print(str(run_dir), soft_wrap=True, highlight=False)
 
 
 @cli.command(
@@ -308,12 +317,12 @@ def evaluate(
         split=split,
         data_dir=data_dir,
         allow_incomplete=allow_incomplete,
-        console=err_console,
+        console=_env().err,
         ood=ood or None,
         save_predictive=save_predictive,
         shift=shift or None,
     )
-    out_console.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
+    _env().out.print(str(Path(run_dir) / "report.html"), soft_wrap=True, highlight=False)
 
 
 def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
@@ -325,7 +334,7 @@ def _format_shorthand(fmt: str, *, as_json: bool, as_csv: bool) -> str:
         raise click.UsageError(f"choose one output format, not {' and '.join(sorted(asked))}")
     for flag, used in (("json", as_json), ("csv", as_csv)):
         if used:
-            err_console.print(f"warning: --{flag} is deprecated; use --format {flag}")
+            _env().warning(f"--{flag} is deprecated; use --format {flag}")
     return asked.pop() if asked else "table"
 
 
@@ -384,11 +393,11 @@ def predict(
         draws=draws,
         data_dir=data_dir,
         keep_going=keep_going,
-        console=err_console,
+        console=_env().err,
     )
     for message in prediction.errors:
-        print(f"error: {message}", file=sys.stderr)
-    print_answers(prediction, fmt, out_console)
+        _env().error(message)
+    print_answers(prediction, fmt, _env().out)
     if prediction.errors:
         raise DataError(
             f"{len(prediction.errors)} of {len(images)} files could not be read (see above)"
@@ -451,10 +460,10 @@ def compare(
     if run_dirs and runs_dir:
         raise click.UsageError("give RUN_DIRs or --runs-dir, not both")
     paths = select_runs([Path(d) for d in run_dirs], _runs_dir(runs_dir), last, name_glob)
-    compare_runs(paths, Path(csv_path) if csv_path else None, console=out_console, fmt=fmt)
+    compare_runs(paths, Path(csv_path) if csv_path else None, console=_env().out, fmt=fmt)
     if plot_path:
         plot_shift(paths, Path(plot_path))
-        err_console.print(f"rotated-images curves written to {plot_path}", highlight=False)
+        _env().err.print(f"rotated-images curves written to {plot_path}", highlight=False)
 
 
 @cli.command(
@@ -506,7 +515,7 @@ def sweep(
     """
     from bnn_cli import sweep as sweeps
 
-    ray_only = {"--address": address, "--cpus-per-point": cpus_per_point}
+    ray_only: dict[str, object] = {"--address": address, "--cpus-per-point": cpus_per_point}
     ray_only["--gpus-per-point"] = gpus_per_point
     for flag, value in ray_only.items():
         if executor != "ray" and value is not None:
@@ -516,7 +525,7 @@ def sweep(
         spec,
         _runs_dir(runs_dir),
         data_dir,
-        console=err_console,
+        console=_env().err,
         executor=executor,
         jobs=jobs,
         address=address,
@@ -524,7 +533,7 @@ def sweep(
         gpus_per_point=gpus_per_point or 0,
         debug=click.get_current_context().find_root().obj["debug"],
     )
-    sweeps.print_summary(result, out_console, fmt)
+    sweeps.print_summary(result, _env().out, fmt)
     sweeps.raise_if_failed(result)
 
 
@@ -580,8 +589,6 @@ def tune(
     report.html into <runs dir>/tunes/<name>/; prints the trials, then best.yaml's path
     (train and test the best settings with `bnn train <that path>`).
     """
-    import dataclasses
-
     from bnn_cli import tune as tuning
     from bnn_cli.tune import report
     from bnn_cli.tune.run import NoTrialComplete
@@ -595,7 +602,7 @@ def tune(
         spec,
         _runs_dir(runs_dir),
         data_dir,
-        console=err_console,
+        console=_env().err,
         storage=storage,
         executor=executor,
         jobs=jobs,
@@ -603,17 +610,16 @@ def tune(
         debug=click.get_current_context().find_root().obj["debug"],
     )
     rows = report.trial_rows(result.study, spec)
-    from bnn_cli.report.tables import emit
 
-    emit(out_console, [report.summary_tabular(rows, spec)], fmt)
+    emit(_env().out, [report.summary_tabular(rows, spec)], fmt)
     page = report.write_report(spec, result.study, result.folder)
     best = report.write_best(spec, result.study, result.folder)
-    err_console.print(f"study report: {page}", highlight=False)
+    _env().err.print(f"study report: {page}", highlight=False)
     if best is None:
         raise NoTrialComplete(
             f"no trial completed: no best.yaml (see the trials' logs in {result.folder / 'trials'})"
         )
-    out_console.print(str(best), soft_wrap=True, highlight=False)
+    _env().out.print(str(best), soft_wrap=True, highlight=False)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -625,8 +631,6 @@ def _interrupt_on_termination() -> None:
     the way Ctrl-C does: the run is marked `interrupted` with its parameters so far, not left
     saying `running`. A signal the caller set to be ignored (nohup) stays ignored, except SIGINT
     in a sweep's child (`SIGINT_FROM_PARENT`): its sweep forwards Ctrl-C to it."""
-    from bnn_cli.errors import SIGINT_FROM_PARENT
-
     if os.environ.get(SIGINT_FROM_PARENT) and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     for name in ("SIGTERM", "SIGHUP"):
@@ -659,47 +663,50 @@ def quiet_library_notices() -> None:
     # ArviZ (imported by PyMC) announces its refactor on every import.
     warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
     # PyTensor's JAX backend keeps the random state in a JAX copy that it advances every step
-    # (tests/test_backends.py checks the draws change and are seeded).
+    # (tests/test_engine_backend.py checks the draws change and are seeded).
     warnings.filterwarnings("ignore", message="The RandomType SharedVariables")
     # float32 runs: JAX narrows PyMC's 64-bit index and constant casts (float64 runs enable x64).
     warnings.filterwarnings("ignore", message="Explicitly requested dtype")
 
 
-def main() -> None:
-    """Entry point: the one error boundary."""
-    debug = "--debug" in sys.argv[1:]
+def main(args: list[str] | None = None, env: Environment | None = None) -> int:
+    """Entry point: the one error boundary. Runs `bnn` with `args` (default: the command line)
+    on `env` (default: the process's stdout and stderr) and returns the exit code."""
+    env = env or Environment.from_streams()
+    argv = sys.argv[1:] if args is None else list(args)
+    debug = "--debug" in argv
     if not debug:
         quiet_library_notices()
     _interrupt_on_termination()
     try:
-        cli.main(standalone_mode=False, prog_name="bnn")
+        cli.main(args=argv, standalone_mode=False, prog_name="bnn", obj={"env": env})
     except (click.exceptions.Abort, KeyboardInterrupt) as exc:
         # click turns a KeyboardInterrupt into Abort; its message names the signal, if not Ctrl-C
         cause = exc.__cause__ if isinstance(exc, click.exceptions.Abort) else exc
         by = f" by {cause}" if isinstance(cause, KeyboardInterrupt) and str(cause) else ""
-        err_console.print(f"error: interrupted{by}", style="red", highlight=False)
-        sys.exit(ExitCode.INTERRUPTED)
+        env.error(f"interrupted{by}")
+        return ExitCode.INTERRUPTED
     except click.exceptions.NoArgsIsHelpError as exc:  # plain `bnn`: the help, as click does
         exc.show()
-        sys.exit(ExitCode.USAGE)
+        return ExitCode.USAGE
     except click.ClickException as exc:
-        print(f"error: {click_message(exc)}", file=sys.stderr)
-        sys.exit(ExitCode.USAGE)
+        env.error(click_message(exc))
+        return ExitCode.USAGE
     except BnnError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        env.error(str(exc))
+        return exc.exit_code
     except Exception as exc:  # the boundary: any bug becomes exit 1 with a hint
         if debug:
             raise
-        print(
-            f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug "
-            "for the traceback)",
-            file=sys.stderr,
+        env.error(
+            f"unexpected {type(exc).__name__}: {_one_line(exc)} (run again with --debug "
+            "for the traceback)"
         )
-        sys.exit(ExitCode.INTERNAL)
+        return ExitCode.INTERNAL
+    return ExitCode.OK
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

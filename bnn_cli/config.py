@@ -138,8 +138,9 @@ class Config:
 
 
 # Allowed values and ranges, by dotted key. Ranges are (low, high, low_inclusive).
+DATASET_NAMES = ("mnist", "fashion-mnist")  # each has its spec in data/datasets.py (DATASETS)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "data.dataset": ("mnist", "fashion-mnist"),
+    "data.dataset": DATASET_NAMES,
     "model.architecture": ("mlp", "conv"),
     "model.activation": ("relu", "tanh"),
     "prior.kind": ("fixed", "hierarchical"),
@@ -153,7 +154,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "inference.lr_schedule": ("cosine", "constant"),
     "inference.backend": ("c", "numba", "jax"),
     "inference.floatX": ("float32", "float64"),
-    "evaluate.ood": ("mnist", "fashion-mnist"),
+    "evaluate.ood": DATASET_NAMES,
     "evaluate.shift": ("rotate",),
 }
 POSITIVE = {
@@ -287,7 +288,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
             raise ConfigError(_unknown_key_message(prefix, key, list(known)))
     values = {}
     for name, value in raw.items():
-        values[name] = _coerce(prefix + name, value, _TYPES[known[name].type])
+        values[name] = _coerce(prefix + name, value, _TYPES[str(known[name].type)])
     return cls(**values)
 
 
@@ -309,7 +310,7 @@ _TYPES: dict[str, Any] = {
 
 
 def _coerce(key: str, value: Any, typ: Any) -> Any:
-    if dataclasses.is_dataclass(typ):
+    if isinstance(typ, type) and dataclasses.is_dataclass(typ):
         return _build(typ, value, key + ".")
     if typ == "sd":
         if value == FAN_IN:

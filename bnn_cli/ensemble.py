@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +31,27 @@ from rich.console import Console
 
 from bnn_cli import atomic, runs
 from bnn_cli.config import MAX_NAME, Config, config_from_dict, config_yaml
+from bnn_cli.data.datasets import load_splits
 from bnn_cli.errors import BnnError, ExitCode, RunError
-
-ENSEMBLE_FILE = "ensemble.json"
-MEMBERS_DIR = "members"
+from bnn_cli.runs import files
+from bnn_cli.runs.ensemble import (
+    ENSEMBLE_FILE,
+    MEMBERS_DIR,
+    Member,
+    is_ensemble,
+    members,
+    split_draws,
+    status_of,
+    usable_members,
+    write_members,
+)
+from bnn_cli.sweep import Point, Sweep, cpu_count, run_sweep, runs_named
 
 
 class EnsembleIncomplete(BnnError):
     """Some members failed; the others are complete and kept (exit 5, like a sweep's)."""
 
     exit_code = ExitCode.PARTIAL
-
-
-@dataclass(frozen=True)
-class Member:
-    index: int
-    seed: int
-    run_dir: Path | None  # None: never started
-    state: str  # complete, failed, interrupted, running or missing
-
-    @property
-    def label(self) -> str:
-        return f"m{self.index}"
 
 
 def member_config(config: Config, index: int) -> Config:
@@ -64,10 +62,6 @@ def member_config(config: Config, index: int) -> Config:
     raw["seed"] = config.seed + index
     raw["inference"]["ensemble"] = None
     return config_from_dict(raw)
-
-
-def is_ensemble(run_dir: Path) -> bool:
-    return (Path(run_dir) / ENSEMBLE_FILE).is_file()
 
 
 def train_ensemble(
@@ -82,9 +76,6 @@ def train_ensemble(
 ) -> Path:
     """Fit the members not complete yet (in a new ensemble directory, or the newest one of the
     same config); returns the ensemble's directory once every member is complete."""
-    from bnn_cli.data.datasets import load_splits
-    from bnn_cli.sweep import cpu_count, run_sweep
-
     # The data first, as for one fit: a missing file is reported before anything is written.
     load_splits(config.data.dataset, data_dir, config.data.train_size, config.data.val_size)
     run_dir = _resumable(Path(runs_dir), config)
@@ -98,7 +89,7 @@ def train_ensemble(
             "members already complete (kept)",
             highlight=False,
         )
-    total = config.inference.ensemble
+    total = config.inference.ensemble or 0
     jobs = jobs or (min(total, cpu_count()) if executor == "local" else None)
     status = runs.read_status(run_dir, missing_ok=True) or {}
     if status.get("state") == "running" and not runs.process_gone(status):
@@ -140,32 +131,23 @@ def train_ensemble(
 
 
 def _create(runs_dir: Path, config: Config, argv: list[str] | None, data_dir: str | None) -> Path:
-    from bnn_cli import __version__
-    from bnn_cli.data.datasets import resolve_data_dir
-    from bnn_cli.versions import installed_versions
-
     run_dir = runs.create_run_dir(runs_dir, config.name)
     atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-    meta = {
-        "bnn_version": __version__,
-        "versions": installed_versions(),
-        "host": platform.node(),
+    fields = {
+        **files.host_fields(),
         "command_line": list(argv or []),
-        "seeds": {"members": [config.seed + i for i in range(config.inference.ensemble)]},
+        "seeds": {"members": [config.seed + i for i in range(config.inference.ensemble or 0)]},
         "started": runs.utc_now(),
-        "data_dir": str(resolve_data_dir(data_dir).resolve()),  # a fallback for evaluate
     }
-    atomic.atomic_write_json(run_dir / "meta.json", meta)
-    _write_members(run_dir, config, {})
+    files.write_meta(run_dir, files.new_meta(fields, data_dir))
+    write_members(run_dir, config, {})
     return run_dir
 
 
-def _as_sweep(run_dir: Path, config: Config):
+def _as_sweep(run_dir: Path, config: Config) -> Sweep:
     """The members as the points of a sweep, so that they run on its executors and resume."""
-    from bnn_cli.sweep import Point, Sweep
-
     points = []
-    for i in range(config.inference.ensemble):
+    for i in range(config.inference.ensemble or 0):
         member = member_config(config, i)
         overrides = {"seed": member.seed}
         key = json.dumps(overrides, sort_keys=True)
@@ -179,7 +161,7 @@ def _record(
 ) -> str:
     """ensemble.json and status.json from the manifest; returns the ensemble's state."""
     manifest = _manifest(run_dir, config)
-    found = _write_members(run_dir, config, manifest)
+    found = write_members(run_dir, config, manifest)
     done = sum(m.state == "complete" for m in found)
     if state is None:
         state = "complete" if done == len(found) else "failed"
@@ -188,8 +170,12 @@ def _record(
         "members_complete": done,
         "wall_s": round(wall_s, 2),
     }
-    statuses = [_status_of(m.run_dir) for m in found]
-    done_its = [s.get("iterations_done") for s in statuses if s.get("state") == "complete"]
+    statuses = [status_of(m.run_dir) for m in found]
+    done_its = [
+        s["iterations_done"]
+        for s in statuses
+        if s.get("state") == "complete" and s.get("iterations_done") is not None
+    ]
     if done_its:
         fields["iterations_done"] = min(done_its)
     if state == "complete":
@@ -202,10 +188,7 @@ def _record(
             error = f"interrupted with {done} of {len(found)} members complete; train it again "
             error += "to resume (complete members are kept)"
         fields["message"] = error or f"members {missing} did not complete"
-    try:
-        runs.write_status(run_dir, state, **fields)
-    except BnnError:
-        pass  # a full disk must not hide the error that ended the ensemble
+    runs.mark_ended(run_dir, state, **fields)
     return state
 
 
@@ -218,90 +201,8 @@ def _manifest(run_dir: Path, config: Config) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def _write_members(run_dir: Path, config: Config, manifest: dict) -> list[Member]:
-    found = []
-    for i in range(config.inference.ensemble):
-        entry = manifest.get(f"m{i}", {})
-        # Relative to the ensemble: a copied or moved ensemble still finds its members.
-        run = Path(MEMBERS_DIR) / Path(entry["run_dir"]).name if entry.get("run_dir") else None
-        state = entry.get("state", "missing") if run else "missing"
-        found.append(Member(i, config.seed + i, run_dir / run if run else None, state))
-    atomic.atomic_write_json(
-        run_dir / ENSEMBLE_FILE,
-        {
-            "members": [
-                {
-                    "index": m.index,
-                    "seed": m.seed,
-                    "run": f"{MEMBERS_DIR}/{m.run_dir.name}" if m.run_dir else None,
-                    "state": m.state,
-                }
-                for m in found
-            ]
-        },
-    )
-    return found
-
-
-def _status_of(member_dir: Path | None) -> dict[str, Any]:
-    """A member's status.json; empty when it has no directory yet or its status is unreadable."""
-    try:
-        status = runs.read_status(member_dir, missing_ok=True) if member_dir else None
-    except RunError:
-        status = None
-    return status or {}
-
-
-def members(run_dir: Path) -> list[Member]:
-    """The members ensemble.json lists, each with its run directory's state now."""
-    run_dir = Path(run_dir)
-    path = run_dir / ENSEMBLE_FILE
-    try:
-        listed = json.loads(path.read_text(encoding="utf-8"))["members"]
-        entries = [(int(e["index"]), int(e["seed"]), e.get("run")) for e in listed]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise RunError(f"'{path}' is missing or corrupt (not an ensemble's member list)") from None
-    found = []
-    for index, seed, run in entries:
-        member_dir = run_dir / run if run else None
-        found.append(
-            Member(index, seed, member_dir, _status_of(member_dir).get("state", "missing"))
-        )
-    return found
-
-
-def usable_members(run_dir: Path, allow_incomplete: bool, console: Console | None) -> list[Member]:
-    """The complete members to evaluate. One missing or incomplete refuses (exit 4, naming
-    it) unless `allow_incomplete`, which then says (on `console`) which members are used."""
-    found = members(run_dir)
-    complete = [m for m in found if m.state == "complete"]
-    missing = [m for m in found if m.state != "complete"]
-    if missing and not allow_incomplete:
-        first = missing[0]
-        where = f" ({first.run_dir.name})" if first.run_dir else ""
-        raise RunError(
-            f"ensemble '{Path(run_dir).name}': member {first.label}{where} is {first.state}, "
-            f"not complete ({len(missing)} of {len(found)} members missing); train the "
-            f"ensemble again to finish it, or evaluate with --allow-incomplete to use the "
-            f"{len(complete)} complete members"
-        )
-    if not complete:
-        raise RunError(f"ensemble '{Path(run_dir).name}' has no complete member to evaluate")
-    if missing and console is not None:
-        console.print(
-            f"warning: evaluating {len(complete)} of {len(found)} members "
-            f"({', '.join(m.label for m in complete)}); missing: "
-            f"{', '.join(f'{m.label} ({m.state})' for m in missing)}",
-            style="yellow",
-            highlight=False,
-        )
-    return complete
-
-
 def _resumable(runs_dir: Path, config: Config) -> Path | None:
     """The newest ensemble directory of this very config (same members), if any."""
-    from bnn_cli.sweep import runs_named
-
     for run_dir in reversed(runs_named(runs_dir, config.name)):
         if not is_ensemble(run_dir):
             continue
@@ -312,13 +213,6 @@ def _resumable(runs_dir: Path, config: Config) -> Path | None:
         except (BnnError, OSError, yaml.YAMLError, UnicodeDecodeError):
             continue
     return None
-
-
-def split_draws(total: int, n_members: int) -> list[int]:
-    """`total` draws shared out among the members, at least one each (the first get the
-    remainder): the mixture's predictive has about `total` draws whatever its size."""
-    base, extra = divmod(max(total, n_members), n_members)
-    return [base + (i < extra) for i in range(n_members)]
 
 
 __all__ = [

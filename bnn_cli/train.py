@@ -8,8 +8,8 @@ its own directory and through the same exit paths (`run_to_end`).
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -17,17 +17,26 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from bnn_cli import __version__, atomic, runs
+from bnn_cli import atomic, runs, seeds
 from bnn_cli.atomic import signals_held
 from bnn_cli.config import Config, config_yaml
-from bnn_cli.console import progress_bar
+from bnn_cli.console import progress_bar, warning
+from bnn_cli.data.datasets import load_ood_images, load_splits
+from bnn_cli.ensemble import is_ensemble, train_ensemble
 from bnn_cli.errors import BnnError, RunError
-from bnn_cli.fit.loop import Callback, Pruned
+from bnn_cli.fit import callbacks, diagnostics, loop
+from bnn_cli.fit import resume as fit_resume
+from bnn_cli.fit.callbacks import describe_metric
+from bnn_cli.fit.loop import Callback, FitState, Pruned
+from bnn_cli.posterior import params
+from bnn_cli.report import metrics
+from bnn_cli.runs import files
+from bnn_cli.versions import installed_versions, lock_status
 
 if TYPE_CHECKING:
     from bnn_cli.fit import resume as fit_resume
@@ -56,21 +65,19 @@ def train_and_evaluate(
         found = resumable(Path(resume_dir))
         config = found[0]
         data_dir = runs.run_data_dir(Path(resume_dir), data_dir)
+    if config is None:
+        raise ValueError("train_and_evaluate needs a config, or a run directory to resume")
     if evaluate:  # a missing OOD set is reported now, not after the fit
-        from bnn_cli.data.datasets import load_ood_images
-
         for name in config.evaluate.ood:
             load_ood_images(name, data_dir, "test", 0)
-    if found is not None:
+    if found is not None and resume_dir is not None:
         run_dir = resume(Path(resume_dir), data_dir, console, argv, callbacks, found)
     elif config.inference.ensemble:
-        from bnn_cli.ensemble import train_ensemble
-
         run_dir = train_ensemble(config, runs_dir, data_dir, console, argv, **(executor or {}))
     else:
         run_dir = train(config, runs_dir, data_dir, console, argv, callbacks)
     if evaluate and runs.read_status(run_dir)["state"] != "pruned":
-        from bnn_cli.posterior.evaluate import evaluate_run
+        from bnn_cli.posterior.evaluate import evaluate_run  # lazy: imports PyTensor, SciPy
 
         evaluate_run(
             run_dir,
@@ -93,8 +100,6 @@ def train(
 ) -> Path:
     """Fit the configured model and write a complete (or, when a callback raised `Pruned`,
     pruned) run directory; return its path."""
-    from bnn_cli.data.datasets import load_splits, resolve_data_dir
-
     # The data and the runs directory first: a missing file or an unwritable directory is
     # reported at once, before PyTensor is even imported.
     splits = load_splits(
@@ -103,13 +108,12 @@ def train(
     run_dir = runs.create_run_dir(runs_dir, config.name)
 
     def start() -> Fit:
-        from bnn_cli.fit import backend
+        from bnn_cli.engine import backend  # lazy: imports PyTensor
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         atomic.atomic_write_text(run_dir / "config.yaml", config_yaml(config))
-        meta = run_metadata(config, mode, argv)
-        meta["data_dir"] = str(resolve_data_dir(data_dir).resolve())  # a fallback for evaluate
-        atomic.atomic_write_json(run_dir / "meta.json", meta)
+        meta = files.new_meta(run_metadata(config, argv), data_dir)
+        files.write_meta(run_dir, meta)
         runs.write_status(
             run_dir,
             "running",
@@ -140,8 +144,6 @@ def resume(
     checkpoint, in its own directory, to the end: the parameters it ends with are those of a
     fit that never stopped, bit for bit. Refuses (RunError) a run that cannot be resumed;
     `found` is what `resumable(run_dir)` returned, when the caller has asked already."""
-    from bnn_cli.data.datasets import load_splits
-
     run_dir = Path(run_dir)
     config, saved = found or resumable(run_dir)
     splits = load_splits(
@@ -152,8 +154,8 @@ def resume(
     )
 
     def start() -> Fit:
-        from bnn_cli.fit import backend
-        from bnn_cli.fit.steppers import steps_per_call
+        from bnn_cli.engine import backend  # lazy: imports PyTensor
+        from bnn_cli.fit.steppers import steps_per_call  # lazy: imports PyMC, PyTensor
 
         mode = backend.configure(config.inference.floatX, config.inference.backend)
         pt_meta = {
@@ -188,9 +190,6 @@ def resume(
 def resumable(run_dir: Path) -> tuple[Config, fit_resume.Saved]:
     """The run's config and checkpoint, or a RunError saying why it cannot be resumed and what
     to do instead."""
-    from bnn_cli.ensemble import is_ensemble
-    from bnn_cli.fit import resume as fit_resume
-
     run = runs.open_run(run_dir, allow_incomplete=True)  # a directory, a status, a config
     name, status = run_dir.name, run.status
     if is_ensemble(run_dir):
@@ -225,12 +224,8 @@ def resumable(run_dir: Path) -> tuple[Config, fit_resume.Saved]:
 
 def record_resume(run_dir: Path, iteration: int, argv: list[str] | None, pt_meta: dict) -> None:
     """meta.json's `resumed`: one entry per resume (where, when, by which command, on what)."""
-    path = run_dir / "meta.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        meta = None
-    if not isinstance(meta, dict):
+    meta = files.read_meta(run_dir)
+    if meta is None:
         meta = {}  # a damaged meta.json must not stop the fit: keep what is known now
     meta.setdefault("resumed", []).append(
         {
@@ -242,7 +237,7 @@ def record_resume(run_dir: Path, iteration: int, argv: list[str] | None, pt_meta
             "pytensor": pt_meta,
         }
     )
-    atomic.atomic_write_json(path, meta)
+    files.write_meta(run_dir, meta)
 
 
 def print_backend(console: Console, pt_meta: dict) -> None:
@@ -269,9 +264,10 @@ def run_to_end(
         fit = start()
         fit.run(console, callbacks)
     except Pruned as pruned:
+        assert fit is not None  # only a running fit's callbacks prune it
         with signals_held():
             fit.checkpoint.save(fit.state)
-            mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
+            runs.mark_ended(run_dir, "pruned", message=str(pruned), finished=runs.utc_now())
         console.print(f"run {run_dir} pruned: {pruned}", highlight=False)
     except KeyboardInterrupt as exc:
         cause = str(exc) or "Ctrl-C"
@@ -283,7 +279,7 @@ def run_to_end(
                 )
             else:
                 message = f"stopped by {cause} {cut_short}"
-            mark_ended(run_dir, "interrupted", message=message)
+            runs.mark_ended(run_dir, "interrupted", message=message)
         console.print(f"run {run_dir} interrupted: {message}", highlight=False)
         raise
     except Exception as exc:
@@ -291,45 +287,40 @@ def run_to_end(
         # status says how far it got and why it ended.
         reason = str(exc) if isinstance(exc, BnnError) else f"{type(exc).__name__}: {exc}"
         done = {"iterations_done": fit.state.iteration} if fit is not None else {}
-        mark_ended(run_dir, "failed", message=reason, **done)
+        runs.mark_ended(run_dir, "failed", message=reason, **done)
         raise
 
 
 def next_steps(run_dir: Path) -> str:
     """What a user can do with a run cut off after some iterations."""
-    from bnn_cli.fit import resume as fit_resume
-
     if fit_resume.exists(run_dir):
         return f"resume with bnn train --resume {run_dir}, or evaluate with --allow-incomplete"
     return "evaluate with --allow-incomplete"
-
-
-def mark_ended(run_dir: Path, state: str, **fields) -> None:
-    """Record how a run ended. Failing to (a full disk) must not hide the error that ended it:
-    the run then keeps saying `running`, and `evaluate` tells that its process is gone."""
-    try:
-        runs.write_status(run_dir, state, **fields)
-    except BnnError as exc:
-        logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
 
 
 class Fit:
     """One run's fit: the model and its approximation compiled, the stepper, and the callbacks
     that validate, checkpoint and (when asked) stop early; `run` fits and marks it complete."""
 
-    def __init__(self, run_dir: Path, config: Config, splits, mode: str | None):
-        from bnn_cli.fit import advi, callbacks, diagnostics, feeder, loop, steppers
-        from bnn_cli.models.build import build_model
-        from bnn_cli.posterior import params
-        from bnn_cli.posterior.predictive import compile_predict
+    def __init__(self, run_dir: Path, config: Config, splits: Any, mode: str | None) -> None:
+        from bnn_cli.fit import (  # lazy: imports PyMC, PyTensor
+            advi,
+            callbacks,
+            diagnostics,
+            feeder,
+            loop,
+            steppers,
+        )
+        from bnn_cli.models.build import build_model  # lazy: imports PyMC, PyTensor
+        from bnn_cli.posterior.predictive import compile_predict  # lazy: imports PyTensor
 
         settings = config.inference
         self.run_dir, self.config = run_dir, config
         t0 = time.perf_counter()
         model = build_model(config, splits.x_train, splits.y_train)
-        from bnn_cli.fit.objective import bound_of
-        from bnn_cli.models.architecture import param_specs
-        from bnn_cli.models.priors import point_estimates
+        from bnn_cli.fit.objective import bound_of  # lazy: imports PyMC
+        from bnn_cli.models.architecture import param_specs  # lazy: imports PyTensor
+        from bnn_cli.models.priors import point_estimates  # lazy: imports PyTensor
 
         points = point_estimates(param_specs(config.model), config.prior)
         self.advi = advi.make_advi(model, settings, config.seed, points, bound_of(config))
@@ -347,34 +338,31 @@ class Fit:
         self.checkpoint = callbacks.Checkpoint(
             run_dir, settings, self.compile_s, self.kept, self.save_resumable
         )
-        self.callbacks = [
+        self.callbacks: list[Callback] = [
             callbacks.LossLog(callbacks.log_every(settings)),
             self.window,
-            callbacks.Validation(predict_fn, config, splits),
+            callbacks.Validation(
+                lambda arrays: validation_figures(predict_fn, arrays, config, splits), settings
+            ),
         ]
 
     def kept(self) -> dict:
         """The parameters this fit would keep now: its best validation point under early
         stopping, else the current ones."""
-        from bnn_cli.posterior import params
-
         if self.early is not None and self.early.best is not None:
             return self.early.best.arrays
         return params.from_approx(self.advi.approx)
 
-    def save_resumable(self, state) -> None:
-        from bnn_cli.fit import resume as fit_resume
+    def save_resumable(self, state: FitState) -> None:
 
         early, window = self.early, self.window
         fit_resume.save(
             self.run_dir, self.config, self.stepper, state, early, window, self.compile_s
         )
 
-    def restore(self, saved) -> None:
+    def restore(self, saved: Any) -> None:
         """Go on from a checkpoint (`fit.resume.Saved`) of the same config. The compile time
         counts every process's: wall_s is what the whole fit cost."""
-        from bnn_cli.fit import resume as fit_resume
-
         earlier = fit_resume.restore(saved, self.stepper, self.state, self.early, self.window)
         self.compile_s += earlier
         self.checkpoint.compile_s = self.compile_s
@@ -382,10 +370,6 @@ class Fit:
     def run(self, console: Console, extra: Sequence[Callback] = ()) -> None:
         """Fit, with `extra` callbacks after the fit's own (after the checkpoint, so a run they
         end has its last validation saved), and mark the run complete."""
-        from bnn_cli.fit import callbacks, loop
-        from bnn_cli.fit import resume as fit_resume
-        from bnn_cli.posterior import params
-
         settings, state = self.config.inference, self.state
         with make_progress(console) as progress:
             task = progress.add_task(
@@ -398,7 +382,7 @@ class Fit:
             )
             bar = callbacks.ProgressBar(progress, task)
             early = [self.early] if self.early is not None else []
-            every = [*self.callbacks, bar, *early, self.checkpoint, *extra]
+            every: list[Callback] = [*self.callbacks, bar, *early, self.checkpoint, *extra]
             loop.run_fit(self.stepper, self.advi.approx, settings, state, every)
         train_s = state.elapsed
         verdict = self.verdict()
@@ -431,25 +415,23 @@ class Fit:
         if verdict and verdict.get("stopped_on_validation"):
             console.print(verdict["message"], highlight=False)
         elif verdict and not verdict["converged"]:
-            console.print(f"[bold yellow]warning:[/] {verdict['message']}", highlight=False)
+            warning(console, verdict["message"])
 
     def verdict(self) -> dict | None:
         """How the fit ended. A fit that kept an earlier point than its last (early stopping)
         was chosen on validation: that is the verdict. Otherwise the convergence verdict on the
         last 10 % of iterations (None if the fit never reached that window)."""
-        from bnn_cli.fit import diagnostics
-        from bnn_cli.fit.advi import rho_step_sum
-        from bnn_cli.fit.callbacks import describe_metric
-        from bnn_cli.posterior import params
+        from bnn_cli.fit.advi import rho_step_sum  # lazy: imports PyMC, PyTensor
 
-        settings, state, best = self.config.inference, self.state, self.early and self.early.best
-        if best and (state.stopped or best.iteration < state.iteration):
+        settings, state, early = self.config.inference, self.state, self.early
+        best = early.best if early is not None else None
+        if early is not None and best and (state.stopped or best.iteration < state.iteration):
             message = state.stopped or (
                 f"ran all {state.iteration} iterations; kept iteration {best.iteration}, the best "
-                f"on validation ({describe_metric(self.early.metric, best.value)})"
+                f"on validation ({describe_metric(early.metric, best.value)})"
             )
             return diagnostics.validation_verdict(
-                self.early.metric, best.iteration, best.value, state.iteration, message
+                early.metric, best.iteration, best.value, state.iteration, message
             )
         window = self.window.snapshot
         if window is None:
@@ -484,15 +466,44 @@ def make_progress(console: Console) -> Progress:
     )
 
 
-def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> dict:
-    import pytensor
+def validation_figures(
+    predict_fn: Callable[..., Any], arrays: dict, config: Config, splits: Any
+) -> dict[str, float]:
+    """The fit's validation (`fit.callbacks.Validation`): accuracy with the posterior-mean
+    weights, the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same
+    draws at every validation, so the curves show the fit, not noise)."""
+    from bnn_cli.posterior.predictive import accuracy_of_mean, predictive  # PyTensor
 
-    from bnn_cli.fit import backend
-    from bnn_cli.fit.steppers import steps_per_call
-    from bnn_cli.versions import installed_versions, lock_status
+    if len(splits.y_val) == 0:  # no validation images: nothing to validate on
+        return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}
+    probs = predictive(
+        predict_fn,
+        arrays,
+        config.model,
+        splits.x_val,
+        config.draws(validation=True),
+        config.seed,
+        chunk_size=config.evaluate.chunk_size,
+    )
+    _, _, mutual_information = metrics.entropy(probs)
+    return {
+        "val_accuracy": accuracy_of_mean(
+            predict_fn, arrays, config.model, splits.x_val, splits.y_val
+        ),
+        "val_nll": metrics.nll(probs, splits.y_val),
+        "val_mi": float(mutual_information.mean()),
+    }
+
+
+def run_metadata(config: Config, argv: list[str] | None) -> dict:
+    """What meta.json records of a fit (`runs.files.new_meta` adds bnn's version and the data
+    directory)."""
+    import pytensor  # lazy: imports PyTensor
+
+    from bnn_cli.engine import backend  # lazy: imports PyTensor
+    from bnn_cli.fit.steppers import steps_per_call  # lazy: imports PyMC, PyTensor
 
     return {
-        "bnn_version": __version__,
         "python": sys.version.split()[0],
         "versions": installed_versions(),  # pymc, pytensor, numpy, jax, ...
         "lock": lock_status(),  # are they requirements.lock's? (None: no lock file)
@@ -500,13 +511,7 @@ def run_metadata(config: Config, mode: str | None, argv: list[str] | None) -> di
         "platform": platform.platform(),
         "command_line": list(argv or sys.argv),
         "git_commit": git_commit(),
-        "seeds": {
-            "config": config.seed,
-            "advi": config.seed,
-            "initial_weights": [config.seed, 1],
-            "predictive": [config.seed, 2],  # also the validation draws during training
-            "minibatch_order": [config.seed, 4],
-        },
+        "seeds": seeds.recorded(config.seed),
         "pytensor": {
             "floatX": pytensor.config.floatX,
             "backend": config.inference.backend,

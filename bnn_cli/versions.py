@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+__version__ = "0.1.0"  # bnn's own (pyproject.toml's); re-exported as `bnn_cli.__version__`
 # The packages whose versions change a run's numbers (or its files).
 RECORDED = ("pymc", "pytensor", "numpy", "scipy", "jax", "jaxlib", "arviz", "pillow")
 # In a source checkout (what `make setup` installs, editable) the lock file sits beside the

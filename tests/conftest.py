@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from filelock import FileLock
+from rich.console import Console
 
+from bnn_cli.config import load_config
 from bnn_cli.data.datasets import DATASETS, DatasetSpec, FileSpec
 from bnn_cli.data.idx import idx_bytes, write_idx
+from bnn_cli.train import train_and_evaluate
+from tests.download_helpers import MirrorHandler, MirrorServer
 
 # CI runs from a fresh clone with shared/ beside it: <root>/../shared/data holds mnist/.
 REAL_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -76,7 +82,7 @@ def make_synthetic_dataset() -> SyntheticFactory:
 @pytest.fixture(autouse=True, scope="session")
 def _pytensor_backend():
     """Give PyTensor the same BLAS and floatX the CLI uses, once per test session."""
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend
 
     backend.configure("float32", "c")
 
@@ -94,18 +100,26 @@ TINY_RUN = [
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    """The run directory of configs/smoke.yaml trained with `TINY_RUN` and evaluated."""
+def tiny_run(tmp_path_factory, worker_id) -> Path:
+    """The run directory of configs/smoke.yaml trained with `TINY_RUN` and evaluated: once per
+    test session, shared by pytest-xdist's workers (the first to get here trains it, the others
+    wait on a lock and read its path). The tests only read it; a test that writes into a run
+    takes `own_tiny_run`."""
     if not all((REAL_DATA_DIR / "mnist" / f.name).is_file() for f in DATASETS["mnist"].files):
         pytest.skip(f"real MNIST files not found in {REAL_DATA_DIR / 'mnist'}")
-    from rich.console import Console
+    if worker_id == "master":  # not under xdist: this session's own
+        return _train_tiny_run(tmp_path_factory.mktemp("tiny-runs"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, above the workers' own
+    with FileLock(str(shared / "tiny-run.lock")):
+        made = shared / "tiny-run.path"
+        if not made.is_file():
+            made.write_text(str(_train_tiny_run(shared / "tiny-runs")), encoding="utf-8")
+        return Path(made.read_text(encoding="utf-8"))
 
-    from bnn_cli.config import load_config
-    from bnn_cli.train import train_and_evaluate
 
+def _train_tiny_run(runs_dir: Path) -> Path:
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "smoke.yaml", TINY_RUN)
     quiet = Console(file=open("/dev/null", "w"), force_terminal=False)  # noqa: SIM115
-    runs_dir = tmp_path_factory.mktemp("tiny-runs")
     return train_and_evaluate(config, runs_dir, str(REAL_DATA_DIR), evaluate=True, console=quiet)
 
 
@@ -114,3 +128,18 @@ def own_tiny_run(tiny_run, tmp_path) -> Path:
     """A copy of `tiny_run` for a test that writes into the run directory, so that the shared
     one stays as the fixture made it whatever order the tests run in."""
     return Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))
+
+
+@pytest.fixture
+def server(monkeypatch):
+    """A misbehaving HTTP mirror on 127.0.0.1 (tests/download_helpers.MirrorServer)."""
+    # Never send the test's requests through a proxy the environment may configure.
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    httpd = MirrorServer(("127.0.0.1", 0), MirrorHandler)
+    httpd.files, httpd.requests, httpd.release = {}, [], threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield httpd
+    httpd.release.set()
+    httpd.shutdown()
+    httpd.server_close()

@@ -173,15 +173,13 @@ def test_an_interrupted_ensemble_says_so_and_keeps_its_complete_members(
     fake_train,  # noqa: F811
     monkeypatch,
 ):
-    from bnn_cli import sweep
-
-    real = sweep.run_sweep
+    real = ensemble.run_sweep
 
     def then_ctrl_c(*args, **kwargs):
         real(*args, **kwargs)  # the members finish; Ctrl-C comes as the sweep ends
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sweep, "run_sweep", then_ctrl_c)
+    monkeypatch.setattr(ensemble, "run_sweep", then_ctrl_c)
     config, runs = tiny_config(2), tmp_path / "runs"
     with pytest.raises(KeyboardInterrupt):
         ensemble.train_ensemble(config, runs, str(real_data_dir), quiet())
@@ -193,6 +191,6 @@ def test_an_interrupted_ensemble_says_so_and_keeps_its_complete_members(
         "are kept)"
     )
     assert [m.state for m in ensemble.members(run_dir)] == ["complete", "complete"]
-    monkeypatch.setattr(sweep, "run_sweep", real)
+    monkeypatch.setattr(ensemble, "run_sweep", real)
     assert ensemble.train_ensemble(config, runs, str(real_data_dir), quiet()) == run_dir
     assert read_status(run_dir)["state"] == "complete"

@@ -40,9 +40,10 @@ from bnn_cli.data.idx import idx_bytes
 from bnn_cli.errors import RunError
 from bnn_cli.fit import steppers
 from bnn_cli.models.architecture import param_specs
+from bnn_cli.posterior import params
 from bnn_cli.runs import store
 from tests.conftest import REAL_DATA_DIR
-from tests.test_download import FILES, cli_env, server, wait_for_partial  # noqa: F401
+from tests.download_helpers import FILES, cli_env, wait_for_partial
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -109,7 +110,7 @@ def patched(code: str, *args: object, timeout: float = 300) -> Result:
     """The CLI with a fault injected by `code`, run before its `main`."""
     program = (
         f"import sys\n{code}\nsys.argv = ['bnn', *{[str(a) for a in args]!r}]\n"
-        "from bnn_cli.cli import main\nmain()\n"
+        "from bnn_cli.cli import main\nraise SystemExit(main())\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", program],
@@ -606,7 +607,7 @@ def test_download_onto_a_full_disk(tmp_path, real_data_dir):
     assert [p.name for p in (tmp_path / "mnist").iterdir()] == [".download.lock"]
 
 
-def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir):  # noqa: F811
+def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir):
     server.files = {name: (real_data_dir / "mnist" / name).read_bytes() for name in FILES}
     target = tmp_path / "mnist"
     process = subprocess.Popen(
@@ -644,8 +645,8 @@ def fake_run(folder: Path, state: str = "complete", **status: object) -> Path:
     (folder / "config.yaml").write_text(config_yaml(config))
     arrays = {}
     for spec in param_specs(config.model):
-        arrays[f"mu/{spec.name}"] = np.full(spec.shape, 0.01, np.float32)
-        arrays[f"rho/{spec.name}"] = np.full(spec.shape, -5.0, np.float32)
+        arrays[params.key(params.MU, spec.name)] = np.full(spec.shape, 0.01, np.float32)
+        arrays[params.key(params.RHO, spec.name)] = np.full(spec.shape, -5.0, np.float32)
     np.savez(folder / "approx.npz", **arrays)
     (folder / "status.json").write_text(json.dumps({"state": state, **status}))
     return folder
@@ -1013,7 +1014,15 @@ class Trained:
         assert snapshot(self.first) == self.digests
 
 
-@pytest.fixture(scope="module")
+# The tests on `trained` share its runs directory, in this file's order, on one test worker
+# (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did. The
+# fixture lives for the session: a worker that runs other files' tests between these keeps it.
+# (pytest-xdist 3.8 under pytest 9.2 ignores the group, pytest-dev/pytest-xdist#1386: each
+# worker that gets one of these tests then trains its own pair, as a module fixture did.)
+ON_THE_TRAINED_RUNS = pytest.mark.xdist_group("faults-trained")
+
+
+@pytest.fixture(scope="session")
 def trained(tmp_path_factory) -> Trained:
     """Two tiny trainings started together into one runs directory."""
     if not all((REAL_DATA_DIR / "mnist" / f.name).is_file() for f in DATASETS["mnist"].files):
@@ -1044,6 +1053,7 @@ def wait_for_progress(trained: Trained, before: set[Path], process: subprocess.P
     raise AssertionError(f"training made no progress: {process.communicate()}")
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_two_trainings_at_once_get_distinct_complete_runs(trained):
     assert trained.first != trained.second
@@ -1053,6 +1063,7 @@ def test_two_trainings_at_once_get_distinct_complete_runs(trained):
         assert (run_dir / "approx.npz").is_file()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "line", "cause", "inherited"),
@@ -1113,6 +1124,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_sigkill_during_training_never_reads_complete(trained):
     before = set(runs.list_runs(trained.runs_dir))
@@ -1158,6 +1170,7 @@ DIVERGED = re.compile(
 )
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_a_diverging_fit_is_failed_with_advice(trained):
     # A huge initial spread of the weights makes the very first ELBO estimate NaN.
@@ -1187,6 +1200,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_a_full_disk_during_training_fails_the_run(trained):
     before = set(runs.list_runs(trained.runs_dir))
@@ -1213,6 +1227,14 @@ def test_a_full_disk_during_training_fails_the_run(trained):
     trained.assert_first_untouched()
 
 
+@ON_THE_TRAINED_RUNS
 @pytest.mark.slow
 def test_the_first_run_is_still_byte_identical(trained):
+    """Last in this file: nothing above changed a byte of the first, complete run. Run on its
+    own it still checks something of its own: commands that read the runs directory, and a
+    refused resume of the complete run, leave it as it was."""
+    listed = bnn("compare", "--runs-dir", trained.runs_dir, "--format", "csv")
+    assert listed.rc == 0 and trained.first.name in listed.stdout
+    refused = bnn("train", "--resume", trained.first, "--data-dir", REAL_DATA_DIR)
+    assert refused.rc == 4, refused.stderr
     trained.assert_first_untouched()

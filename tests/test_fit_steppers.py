@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from bnn_cli.config import InferenceConfig, load_config
+from bnn_cli.engine import backend
 from bnn_cli.errors import FitFailed
-from bnn_cli.fit import advi, backend, feeder, loop, steppers
+from bnn_cli.fit import advi, feeder, loop, steppers
 from bnn_cli.posterior import params
 
 ROOT = Path(__file__).resolve().parents[1]

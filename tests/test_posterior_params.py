@@ -32,3 +32,15 @@ def test_parameters_round_trip_by_variable_name():
         np.testing.assert_allclose(value, changed[key], rtol=1e-6)
     with pytest.raises(ValueError, match="has shape"):
         params.to_approx(fresh, {**changed, "mu/out_b_raw": np.zeros(3)})
+
+
+def test_softplus_is_stable():
+    np.testing.assert_allclose(params.softplus(np.array([-800.0, 0.0, 800.0])), [0, np.log(2), 800])
+
+
+def test_the_layout_names_each_variable_once():
+    arrays = {"mu/a": np.zeros(2), "rho/a": np.zeros(2), "mu/b_raw": np.ones(3), "rho/b_raw": 0}
+    assert params.tensor_names(arrays) == ["a", "b_raw"]
+    assert params.key(params.RHO, "a") == "rho/a"
+    mu, sigma = params.mean_and_sd(arrays, "a")
+    assert mu.dtype == np.float64 and np.allclose(sigma, np.log(2))

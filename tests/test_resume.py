@@ -107,9 +107,10 @@ def assert_same_fit(whole: Path, resumed: Path) -> None:
 
 def nll_by_iteration(monkeypatch, nlls: dict[int, float]) -> None:
     """Real validations, but the validation NLL that early stopping sees is `nlls[iteration]`."""
+    from bnn_cli import train
     from bnn_cli.fit import callbacks
 
-    real_call, real_figures, at = callbacks.Validation.__call__, callbacks.validation_figures, {}
+    real_call, real_figures, at = callbacks.Validation.__call__, train.validation_figures, {}
 
     def call(self, approx, state):
         at["iteration"] = state.iteration
@@ -119,7 +120,7 @@ def nll_by_iteration(monkeypatch, nlls: dict[int, float]) -> None:
         return {**real_figures(*args), "val_nll": nlls[at["iteration"]]}
 
     monkeypatch.setattr(callbacks.Validation, "__call__", call)
-    monkeypatch.setattr(callbacks, "validation_figures", figures)
+    monkeypatch.setattr(train, "validation_figures", figures)
 
 
 @pytest.mark.slow

@@ -68,3 +68,16 @@ def test_an_evaluated_run_copied_without_its_data_answers_predict(own_tiny_run, 
         capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_a_run_that_cannot_be_marked_ended_is_logged_not_raised(tmp_path, monkeypatch, caplog):
+    from bnn_cli.errors import RunError
+    from bnn_cli.runs import store
+
+    def full_disk(*args, **kwargs):
+        raise RunError("No space left on device")
+
+    monkeypatch.setattr(store, "write_status", full_disk)
+    with caplog.at_level("WARNING", logger="bnn_cli.runs.store"):
+        runs.mark_ended(tmp_path, "failed", message="it broke")
+    assert f"could not mark {tmp_path} as failed: No space left on device" in caplog.text

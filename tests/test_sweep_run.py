@@ -151,7 +151,8 @@ def test_a_sweep_in_a_pipe_shows_every_value_in_full(tmp_path, fake_train):  # n
     runs = deep / "runs"
     program = (
         f"import sys\nsys.executable = {str(fake_train)!r}\nsys.argv = ['bnn', 'sweep', "
-        f"{str(path)!r}, '--runs-dir', {str(runs)!r}]\nfrom bnn_cli.cli import main\nmain()\n"
+        f"{str(path)!r}, '--runs-dir', {str(runs)!r}]\n"
+        "from bnn_cli.cli import main\nraise SystemExit(main())\n"
     )
     environ = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     python = fake_train.read_text().splitlines()[0].removeprefix("#!")  # the real one

@@ -226,7 +226,7 @@ def test_a_missing_ood_set_fails_before_anything_is_written(real_data_dir, tmp_p
 def rising_validation(monkeypatch, nlls):
     """Validation figures that follow `nlls`, one per validation; returns the parameters each
     validation saw, in order."""
-    from bnn_cli.fit import callbacks
+    from bnn_cli import train as train_module
 
     seen = []
 
@@ -235,7 +235,7 @@ def rising_validation(monkeypatch, nlls):
         nll = nlls[len(seen) - 1]
         return {"val_accuracy": 0.9, "val_nll": nll, "val_mi": 0.01}
 
-    monkeypatch.setattr(callbacks, "validation_figures", figures)
+    monkeypatch.setattr(train_module, "validation_figures", figures)
     return seen
 
 

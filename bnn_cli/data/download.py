@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import io
 import logging
 import os
 import socket
@@ -42,10 +43,10 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from bnn_cli import __version__
 from bnn_cli.data.datasets import DatasetSpec, FileSpec, get_spec
 from bnn_cli.data.idx import IdxError, gunzip, parse_idx
 from bnn_cli.errors import DataError
+from bnn_cli.versions import __version__
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +220,8 @@ def _mismatch(file_spec: FileSpec, content_digest: str, gz_digest: str) -> str:
             f"checksum mismatch: content sha256 {content_digest[:12]}…, expected "
             f"{file_spec.sha256[:12]}…"
         )
-    return f"checksum mismatch: sha256 {gz_digest[:12]}…, expected {file_spec.gz_sha256[:12]}…"
+    expected = file_spec.gz_sha256 or ""
+    return f"checksum mismatch: sha256 {gz_digest[:12]}…, expected {expected[:12]}…"
 
 
 def _fetch_into_place(
@@ -247,13 +249,15 @@ def _fetch_into_place(
 
 @dataclass(frozen=True)
 class _Source:
-    stream: BinaryIO
+    stream: io.BufferedIOBase  # a file or an HTTP response: both have read1
     length: int | None  # as declared by the server or the file system; None if unknown
     html_label: str | None  # how to name an HTML page served in its place; None: don't sniff
 
 
 @contextlib.contextmanager
 def _open_source(mirror: str, name: str, timeout: float) -> Iterator[_Source]:
+    stream: io.BufferedIOBase
+    length: int | None
     if "://" not in mirror:
         stream, length = _open_local(Path(mirror).expanduser(), name)
         label = None
@@ -268,8 +272,8 @@ def _open_source(mirror: str, name: str, timeout: float) -> Iterator[_Source]:
             stream, length = _open_local(Path(url2pathname(parsed.path)), name)
             label = None
         elif scheme in ("http", "https"):
-            stream, length = _open_http(mirror, name, timeout)
-            label = f"HTTP {stream.status}"
+            response, length = _open_http(mirror, name, timeout)
+            stream, label = response, f"HTTP {response.status}"
         else:
             raise MirrorFailed(
                 f"unsupported scheme '{scheme}://', use http(s)://, file:// or a directory",
@@ -279,7 +283,7 @@ def _open_source(mirror: str, name: str, timeout: float) -> Iterator[_Source]:
         yield _Source(stream, length, label)
 
 
-def _open_local(directory: Path, name: str) -> tuple[BinaryIO, int]:
+def _open_local(directory: Path, name: str) -> tuple[io.BufferedReader, int]:
     if not directory.is_dir():
         raise MirrorFailed("no such directory", unreachable=True)
     try:
@@ -360,7 +364,7 @@ def _copy(
         raise MirrorFailed("empty body")
 
 
-def _read_chunk(stream: BinaryIO, timeout: float) -> bytes:
+def _read_chunk(stream: io.BufferedIOBase, timeout: float) -> bytes:
     # read1 returns whatever has arrived, so the bar moves on a slow link; read would wait
     # for the whole chunk.
     try:
@@ -410,8 +414,9 @@ class _Reporter:
         if self.progress is None:
             yield lambda _count: None
             return
-        task_id: TaskID = self.progress.add_task(name, total=total)
+        progress = self.progress
+        task_id: TaskID = progress.add_task(name, total=total)
         try:
-            yield lambda count: self.progress.advance(task_id, count)
+            yield lambda count: progress.advance(task_id, count)
         finally:
-            self.progress.remove_task(task_id)
+            progress.remove_task(task_id)

@@ -3,7 +3,10 @@ the rotated-MNIST benchmark of Ovadia et al. (2019), "Can you trust your model's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
+from scipy import ndimage
 
 from bnn_cli.config import CHOICES
 
@@ -15,13 +18,11 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
     """(n, 28, 28) images rotated counter-clockwise by `angle` degrees about their centre,
     bilinear, in their own frame: what leaves the 28x28 square is cut, what enters it is black.
     Angle 0 gives the images unchanged."""
-    from scipy import ndimage
-
     out = ndimage.rotate(images, angle, axes=(2, 1), reshape=False, order=1, mode="constant")
     return np.clip(out, 0.0, 1.0).astype(images.dtype, copy=False)
 
 
-def shifted(name: str, images: np.ndarray):
+def shifted(name: str, images: np.ndarray) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (level, shifted images) for shift `name`: for `rotate`, each angle in degrees."""
     if name != "rotate":
         raise ValueError(f"unknown shift {name!r}; known: {', '.join(SHIFTS)}")

@@ -8,6 +8,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import numpy as np
 import pymc as pm
@@ -66,7 +67,7 @@ class LogJoint(pm.operators.KL):
     scaled as PyMC scales the ELBO: PyMC's KL operator without its log q term, `beta` (the KL
     weight of a tempered twin) weighting the prior, the weight penalty, as it does there."""
 
-    def apply(self, f):
+    def apply(self, f: Any) -> Any:
         return -(self.datalogp_norm + self.beta * self.varlogp_norm)
 
 
@@ -85,7 +86,7 @@ def make_map(
     return inference
 
 
-def beta_of(settings: InferenceConfig):
+def beta_of(settings: InferenceConfig) -> Any:
     """The KL (or, for MAP, prior) weight: PyMC's constant 1, or a shared scalar the loop
     schedules when tempered."""
     if not is_tempered(settings):
@@ -106,7 +107,7 @@ def kl_weight_at(settings: InferenceConfig, iteration: int) -> float:
     return settings.kl_weight * iteration / settings.kl_warmup
 
 
-def with_static_shapes(approx) -> None:
+def with_static_shapes(approx: Any) -> None:
     """Give the mean-field parameters (shared vectors) their static length. PyMC creates them
     with an unknown length, which leaves shape computations in the step function that the JAX
     backend cannot trace; the C and Numba backends lose nothing."""
@@ -125,7 +126,9 @@ def learning_rate_at(settings: InferenceConfig, iteration: int) -> float:
     return settings.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | None):
+def compile_step_function(
+    advi: Any, settings: InferenceConfig, mode: Any
+) -> tuple[Any, dict[Any, Callable[[int], float]]]:
     """PyMC's compiled step (sample the weights, take the optimizer step, return the loss) and
     its schedules: {shared scalar: its value at a 0-based iteration} (the learning rate, and the
     KL weight of a tempered objective)."""
@@ -137,14 +140,16 @@ def compile_step_function(advi: pm.KLqp, settings: InferenceConfig, mode: str | 
     step_fn = advi.objective.step_function(
         obj_optimizer=optimizer, score=True, compile_kwargs=compile_kwargs
     )
-    schedules = {learning_rate: partial(learning_rate_at, settings)}
+    schedules: dict[Any, Callable[[int], float]] = {
+        learning_rate: partial(learning_rate_at, settings)
+    }
     beta = advi.objective.op.beta
     if isinstance(beta, pytensor.compile.SharedVariable):
         schedules[beta] = partial(kl_weight_at, settings)
     return step_fn, schedules
 
 
-def rho_mask(approx) -> np.ndarray | None:
+def rho_mask(approx: Any) -> np.ndarray | None:
     """1 for each entry of the flat rho vector the optimizer may move, 0 for those of the
     variables held at a point (`make_advi`'s `points`); None when all move."""
     points = getattr(approx, "bnn_points", ())
@@ -158,7 +163,7 @@ def rho_mask(approx) -> np.ndarray | None:
 
 
 def make_optimizer(
-    settings: InferenceConfig, learning_rate, rho_mask: np.ndarray | None = None
+    settings: InferenceConfig, learning_rate: Any, rho_mask: np.ndarray | None = None
 ) -> Callable:
     """PyMC's optimizer for the mean-field parameters; with `rho_lr_scale` != 1 the scales
     (`rho`) get their own optimizer whose step size is that many times the means' (`mu`); a
@@ -169,14 +174,14 @@ def make_optimizer(
         inner = make_optimizer(settings, learning_rate)
         mask = pytensor.tensor.as_tensor_variable(rho_mask)
 
-        def masked(grads, params):
+        def masked(grads: list, params: list) -> Any:
             grads = [g * mask if p.name == "rho" else g for g, p in zip(grads, params, strict=True)]
             return inner(grads, params)
 
         return masked
     if settings.method == "map":  # the means only: the scales stay at MAP_SIGMA
 
-        def means_only(grads, params):
+        def means_only(grads: list, params: list) -> Any:
             pairs = [(g, p) for g, p in zip(grads, params, strict=True) if p.name != "rho"]
             return base([g for g, _ in pairs], [p for _, p in pairs], learning_rate=learning_rate)
 
@@ -185,7 +190,7 @@ def make_optimizer(
         return base(learning_rate=learning_rate)
     rho_learning_rate = learning_rate * np.asarray(settings.rho_lr_scale, dtype=learning_rate.dtype)
 
-    def per_group(grads, params):
+    def per_group(grads: list, params: list) -> Any:
         updates = OrderedDict()
         for grad, param in zip(grads, params, strict=True):
             step = rho_learning_rate if param.name == "rho" else learning_rate

@@ -10,14 +10,19 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bnn_cli.config import Config, InferenceConfig
+from bnn_cli.config import InferenceConfig
 from bnn_cli.fit import diagnostics
 from bnn_cli.fit.loop import FitState
 from bnn_cli.posterior import params
 from bnn_cli.runs import files, store
+
+# The figures of one validation from the approximation's current parameters (approx.npz's
+# layout): given by the caller, so that the fit never imports the stages that evaluate.
+Validator = Callable[[dict[str, np.ndarray]], dict[str, float]]
 
 
 def log_every(settings: InferenceConfig) -> int:
@@ -31,7 +36,7 @@ class LossLog:
     def __init__(self, log_every: int):
         self.log_every = log_every
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         first = state.block_start + 1
         for iteration in range(
             first + (-first) % self.log_every, state.iteration + 1, self.log_every
@@ -52,7 +57,7 @@ class ConvergenceWindow:
         self.opens_at = opens_at
         self.snapshot: diagnostics.Snapshot | None = None
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         if state.iteration == self.opens_at and self.snapshot is None:
             arrays = params.from_approx(approx)
             self.snapshot = diagnostics.snapshot(arrays, state.iteration, state.losses)
@@ -65,58 +70,39 @@ def record_tensors(state: FitState, iteration: int, arrays: dict) -> None:
 
 
 class Validation:
-    """At every `eval_every` (and the last iteration): accuracy with the posterior-mean weights,
-    the NLL and mean mutual information of `evaluate.val_draws` seeded draws (the same draws at
-    every validation, so the curves show the fit, not noise), and the tensor summaries."""
+    """At every `eval_every` (and the last iteration): the figures `validate` finds for the
+    current parameters (`val_accuracy`, `val_nll`, `val_mi`: `train.validation_figures`, which
+    draws the posterior predictive on the validation images), added to elbo.csv's row, and the
+    tensor summaries. The fit gets `validate` from its caller: it never imports the stages
+    that evaluate a posterior."""
 
-    def __init__(self, predict_fn, config: Config, splits):
-        self.predict_fn, self.config, self.splits = predict_fn, config, splits
+    def __init__(
+        self,
+        validate: Callable[[dict[str, np.ndarray]], dict[str, float]],
+        settings: InferenceConfig,
+    ):
+        self.validate, self.settings = validate, settings
 
-    def __call__(self, approx, state: FitState) -> None:
-        if not state.is_eval_point(self.config.inference):
+    def __call__(self, approx: Any, state: FitState) -> None:
+        if not state.is_eval_point(self.settings):
             return
         arrays = params.from_approx(approx)
-        found = validation_figures(self.predict_fn, arrays, self.config, self.splits)
+        found = self.validate(arrays)
         state.validated = {"iteration": state.iteration, **found}
         if not state.rows or state.rows[-1]["iteration"] != state.iteration:
-            every = log_every(self.config.inference)
+            every = log_every(self.settings)
             state.rows.append(loss_row(state, state.iteration, every))
         state.rows[-1].update(rounded(found))
         record_tensors(state, state.iteration, arrays)
 
 
-def validation_figures(predict_fn, arrays: dict, config: Config, splits) -> dict[str, float]:
-    from bnn_cli.posterior.predictive import accuracy_of_mean, predictive
-    from bnn_cli.report import metrics
-
-    if len(splits.y_val) == 0:  # no validation images: nothing to validate on
-        return {"val_accuracy": math.nan, "val_nll": math.nan, "val_mi": math.nan}
-    probs = predictive(
-        predict_fn,
-        arrays,
-        config.model,
-        splits.x_val,
-        config.draws(validation=True),
-        config.seed,
-        chunk_size=config.evaluate.chunk_size,
-    )
-    _, _, mutual_information = metrics.entropy(probs)
-    return {
-        "val_accuracy": accuracy_of_mean(
-            predict_fn, arrays, config.model, splits.x_val, splits.y_val
-        ),
-        "val_nll": metrics.nll(probs, splits.y_val),
-        "val_mi": float(mutual_information.mean()),
-    }
-
-
 class ProgressBar:
     """The rich progress bar: iterations, smoothed loss, the last validation, the rate."""
 
-    def __init__(self, progress, task):
+    def __init__(self, progress: Any, task: Any) -> None:
         self.progress, self.task = progress, task
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         fields = {}
         found = state.validated
         if found and found["iteration"] == state.iteration:
@@ -163,7 +149,7 @@ class EarlyStopping:
             return True
         return value > self.best.value if self.metric == "val_accuracy" else value < self.best.value
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         found = state.validated
         if not found or found["iteration"] != state.iteration:
             return
@@ -177,6 +163,7 @@ class EarlyStopping:
             raise StopIteration(self.message(state.iteration))
 
     def message(self, iteration: int) -> str:
+        assert self.best is not None  # called once a validation has beaten nothing
         return (
             f"stopped on validation at iteration {iteration}: {self.metric} had not improved "
             f"for {self.since_best} validations; kept iteration {self.best.iteration} (best "
@@ -200,14 +187,14 @@ class Checkpoint:
         run_dir: Path,
         settings: InferenceConfig,
         compile_s: float,
-        kept,
+        kept: Any,
         resumable: Callable[[FitState], None] | None = None,
-    ):
+    ) -> None:
         self.run_dir, self.settings, self.compile_s = run_dir, settings, compile_s
         self.kept: Callable[[], dict] = kept
         self.resumable = resumable
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         if state.is_eval_point(self.settings):
             self.save(state, resumable=True)
 

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from bnn_cli.posterior import params
 
 WINDOW_SHARE = 0.1  # the verdict looks at the last 10 % of the iterations
 DRIFT_LIMIT = 0.25  # median |change of rho| over the window / sum of rho's step sizes
@@ -23,22 +26,12 @@ LOSS_SMOOTHING = 100  # iterations averaged at each end of the window
 SNR_LIMIT = 1.0  # a weight whose |mu| / sigma is below this is indistinguishable from 0
 
 
-def softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, x)
-
-
-def tensor_names(arrays: dict[str, np.ndarray]) -> list[str]:
-    """The approximation's variables, in the order approx.npz stores them."""
-    return [key[len("mu/") :] for key in arrays if key.startswith("mu/")]
-
-
 def tensor_summaries(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Per variable of the approximation: its size, the median of its standard deviations and
     the share of its entries whose signal-to-noise ratio |mu| / sigma is below 1."""
     out = {}
-    for name in tensor_names(arrays):
-        mu = np.asarray(arrays[f"mu/{name}"], dtype=np.float64).ravel()
-        sigma = softplus(np.asarray(arrays[f"rho/{name}"], dtype=np.float64)).ravel()
+    for name in params.tensor_names(arrays):
+        mu, sigma = params.mean_and_sd(arrays, name)
         out[name] = {
             "size": int(mu.size),
             "median_sigma": float(np.median(sigma)),
@@ -65,7 +58,10 @@ class Snapshot:
 
 
 def snapshot(arrays: dict[str, np.ndarray], iteration: int, losses: list[float]) -> Snapshot:
-    rho = {name: np.array(arrays[f"rho/{name}"], dtype=np.float64) for name in tensor_names(arrays)}
+    rho = {
+        name: np.array(params.rho(arrays, name), dtype=np.float64)
+        for name in params.tensor_names(arrays)
+    }
     return Snapshot(iteration, rho, smoothed(losses))
 
 
@@ -93,15 +89,15 @@ def convergence_verdict(
     `advice` names the settings to change, `consequence` what an unsettled fit means. Returns a
     JSON-ready dict: `converged`, the window, the loss change, per tensor the median sigma at
     both ends and the drift, and a `message` (None when converged)."""
-    tensors = {}
+    tensors: dict[str, dict[str, Any]] = {}
     for name, rho_start in start.rho.items():
-        rho_end = np.asarray(arrays[f"rho/{name}"], dtype=np.float64)
+        rho_end = np.asarray(params.rho(arrays, name), dtype=np.float64)
         change = rho_end - rho_start
         moved = float(np.median(np.abs(change)))
         tensors[name] = {
             "direction": "rising" if np.median(change) >= 0 else "falling",
-            "median_sigma_start": float(np.median(softplus(rho_start))),
-            "median_sigma_end": float(np.median(softplus(rho_end))),
+            "median_sigma_start": float(np.median(params.softplus(rho_start))),
+            "median_sigma_end": float(np.median(params.softplus(rho_end))),
             "drift": moved / rho_step_sum if rho_step_sum > 0 else 0.0,
         }
     loss_end = smoothed(losses)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 
+from bnn_cli import seeds
 from bnn_cli.models.build import IMAGES_BATCH, LABELS_BATCH
 
 
@@ -18,7 +19,7 @@ class MinibatchFeeder:
         self.images = np.ascontiguousarray(images, dtype=self.x_batch.dtype)
         self.labels = np.asarray(labels, dtype=self.y_batch.dtype)
         self.batch_size = self.x_batch.get_value(borrow=True).shape[0]
-        self.rng = np.random.default_rng([seed, 4])  # a stream of its own: see meta.json
+        self.rng = seeds.stream(seed, seeds.MINIBATCH_ORDER)
         self.order = np.empty(0, dtype=np.int64)
 
     def next_indices(self) -> np.ndarray:

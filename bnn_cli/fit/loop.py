@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,7 +77,7 @@ Callback = Callable[[object, FitState], None]  # (approx, state)
 
 def run_fit(
     stepper: Stepper,
-    approx,
+    approx: Any,
     settings: InferenceConfig,
     state: FitState,
     callbacks: Sequence[Callback] = (),

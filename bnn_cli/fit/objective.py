@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import pymc as pm
 import pytensor
 import pytensor.tensor as pt
@@ -35,6 +34,7 @@ from pytensor.graph.traversal import ancestors
 from pytensor.tensor.random.basic import NormalRV
 from pytensor.tensor.special import Softmax
 
+from bnn_cli import seeds
 from bnn_cli.config import Config, ModelConfig, PriorConfig
 from bnn_cli.models.architecture import ParamSpec, forward, param_specs
 from bnn_cli.models.build import IMAGES_BATCH
@@ -42,7 +42,6 @@ from bnn_cli.models.layers import Gaussian
 from bnn_cli.models.priors import collapsed_posterior, is_collapsed, resolve_sd, scale_shape
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-LOCAL_NOISE_STREAM = 5  # numpy's [seed, 5]: apart from the streams 1-4 of training and evaluation
 
 
 class AnalyticKL(pm.operators.KL):
@@ -157,7 +156,7 @@ class NoiseStream:
     draw (PyMC's compile turns the chain into the generator's update)."""
 
     def __init__(self, seed: int) -> None:
-        self.rng = pytensor.shared(np.random.default_rng([seed, LOCAL_NOISE_STREAM]))
+        self.rng = pytensor.shared(seeds.stream(seed, seeds.LOCAL_NOISE))
 
     def __call__(self, shape: tuple[int, ...]) -> Any:
         draw = pt.random.normal(0.0, 1.0, size=shape, rng=self.rng, dtype=pytensor.config.floatX)

@@ -42,6 +42,7 @@ from bnn_cli.fit.callbacks import Best, EarlyStopping
 from bnn_cli.fit.diagnostics import Snapshot
 from bnn_cli.fit.loop import FitState
 from bnn_cli.runs import store
+from bnn_cli.versions import installed_versions
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ def discard(run_dir: Path) -> None:
         logger.warning("could not remove %s: %s", Path(run_dir) / FILE_NAME, exc)
 
 
-def step_cells(fn) -> dict[int, list]:
+def step_cells(fn: Any) -> dict[int, list]:
     """The compiled step function's mutable state: the storage cell of every input it updates,
     by input index (the same cells `steppers.MultiStep` reads and writes)."""
     updated = sorted(set(fn.maker.fgraph.update_mapping.values()))
@@ -91,15 +92,13 @@ def step_cells(fn) -> dict[int, list]:
 def save(
     run_dir: Path,
     config: Config,
-    stepper,
+    stepper: Any,
     state: FitState,
     early: EarlyStopping | None,
-    window,
+    window: Any,
     compile_s: float,
 ) -> None:
     """Write checkpoint.npz (atomically) for the fit as it stands between two blocks."""
-    from bnn_cli.versions import installed_versions
-
     arrays: dict[str, np.ndarray] = {"losses": np.asarray(state.losses, dtype=np.float64)}
     cells = {
         str(i): encode(cell[0], f"cell/{i}", arrays) for i, cell in step_cells(stepper.fn).items()
@@ -128,13 +127,13 @@ def save(
     atomic_write_npz(Path(run_dir) / FILE_NAME, arrays)
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):  # a NumPy scalar among the validation figures
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def encode(value, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+def encode(value: Any, key: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """One cell's value as JSON, its arrays added to `arrays` under `key`."""
     if isinstance(value, np.random.Generator):
         return {"kind": "generator", "state": value.bit_generator.state}
@@ -220,7 +219,9 @@ class Mismatch(Exception):
     """The checkpoint does not fit the fit built from config.yaml."""
 
 
-def restore(saved: Saved, stepper, state: FitState, early: EarlyStopping | None, window) -> float:
+def restore(
+    saved: Saved, stepper: Any, state: FitState, early: EarlyStopping | None, window: Any
+) -> float:
     """Put the checkpoint's state into a freshly built fit of the same config; returns the
     compile seconds the run had spent before. A checkpoint that does not fit is a RunError."""
     meta, arrays = saved.meta, saved.arrays
@@ -254,8 +255,6 @@ def restore(saved: Saved, stepper, state: FitState, early: EarlyStopping | None,
 
 def warn_if_changed(meta: dict[str, Any], k: int) -> None:
     """The fit goes on either way; only its last bits may differ from an unbroken one."""
-    from bnn_cli.versions import installed_versions
-
     changed = {
         name: (was, now)
         for name, now in installed_versions().items()
@@ -273,7 +272,7 @@ def warn_if_changed(meta: dict[str, Any], k: int) -> None:
         )
 
 
-def decode(meta: dict[str, Any], key: str, arrays: dict[str, np.ndarray], current):
+def decode(meta: dict[str, Any], key: str, arrays: dict[str, np.ndarray], current: Any) -> Any:
     """One cell's saved value, checked against what the fresh fit holds there now."""
     kind = meta["kind"]
     if kind == "generator":

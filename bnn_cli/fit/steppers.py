@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -31,12 +32,11 @@ from bnn_cli.fit.loop import Stepper
 
 logger = logging.getLogger(__name__)
 
-# Measured (README, speed). On a GPU the host's per-step cost is the limit, and 100 steps per call
-# remove it (the anchor's SCAN=1). On a CPU a step is tens of milliseconds of arithmetic, yet the
-# call's own cost (the host round trip, the minibatch indices, copying the carried state in) still
-# showed: `make bench` timed the MLP at 22.1 it/s with K = 10 against 17.0 with K = 1. A call of
-# 10 steps is under half a second for the MLP and about two seconds for the conv net, so Ctrl-C
-# stays prompt. The C and Numba backends step through their own virtual machine, one per call.
+# On a GPU the host's per-step cost is the limit, and 100 steps per call remove it (the anchor's
+# SCAN=1). On a CPU a step is tens of milliseconds of arithmetic, yet a call's own cost (the host
+# round trip, the minibatch indices, copying the carried state in) still shows, so a few steps
+# share one call; few enough that a call stays short and Ctrl-C prompt. The C and Numba backends
+# step through their own virtual machine, one step per call. (Measured: docs/results.md, Speed.)
 GPU_STEPS_PER_CALL = 100
 CPU_STEPS_PER_CALL = 10
 
@@ -44,7 +44,7 @@ CPU_STEPS_PER_CALL = 10
 def default_steps_per_call(backend: str) -> int:
     if backend != "jax":
         return 1
-    import jax
+    import jax  # lazy: imports JAX
 
     return CPU_STEPS_PER_CALL if jax.default_backend() == "cpu" else GPU_STEPS_PER_CALL
 
@@ -57,7 +57,9 @@ def steps_per_call(settings: InferenceConfig) -> int:
     return math.gcd(wanted, settings.eval_every, settings.iterations)
 
 
-def make_stepper(advi, settings: InferenceConfig, mode, feeder: MinibatchFeeder) -> Stepper:
+def make_stepper(
+    advi: Any, settings: InferenceConfig, mode: Any, feeder: MinibatchFeeder
+) -> Stepper:
     """The stepper for these settings: K = 1 is PyMC's step function called once per step."""
     k = steps_per_call(settings)
     if settings.steps_per_call and k != settings.steps_per_call:
@@ -80,7 +82,9 @@ class OneStep:
 
     k = 1
 
-    def __init__(self, advi, settings: InferenceConfig, mode, feeder: Callable[[], None]):
+    def __init__(
+        self, advi: Any, settings: InferenceConfig, mode: Any, feeder: Callable[[], None]
+    ) -> None:
         self.fn, self.schedules = compile_step_function(advi, settings, mode)
         self.feeder = feeder
 
@@ -96,8 +100,10 @@ class MultiStep:
     parameters, optimizer state and random state stay in PyTensor's shared containers between
     calls (so checkpoints and `posterior.params.from_approx` read them); returns the K losses."""
 
-    def __init__(self, advi, settings: InferenceConfig, mode, feeder, k: int):
-        import jax
+    def __init__(
+        self, advi: Any, settings: InferenceConfig, mode: Any, feeder: Any, k: int
+    ) -> None:
+        import jax  # lazy: imports JAX
 
         fn, schedules = compile_step_function(advi, settings, mode)
         if fn.maker.linker.scalar_shape_inputs:
@@ -135,13 +141,23 @@ class MultiStep:
 
 
 def k_steps(
-    step, n_inputs, carried_at, fed_at, carried_outputs, carried, fixed, images, labels, rows, rates
-):
+    step: Any,
+    n_inputs: Any,
+    carried_at: Any,
+    fed_at: Any,
+    carried_outputs: Any,
+    carried: Any,
+    fixed: Any,
+    images: Any,
+    labels: Any,
+    rows: list[dict[str, Any]],
+    rates: Any,
+) -> Any:
     """`jax.lax.scan` of PyTensor's step over (rows, rates): each step gathers its minibatch
     from the device-resident training set by one index vector (images and labels paired)."""
-    import jax
+    import jax  # lazy: imports JAX
 
-    def body(state, xs):
+    def body(state: Any, xs: Any) -> tuple[Any, Any]:
         batch_rows, step_rates = xs
         args = [None] * n_inputs
         for i, value in fixed.items():

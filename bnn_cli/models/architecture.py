@@ -7,10 +7,12 @@ training and evaluation cannot disagree about the network.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytensor.tensor as pt
 
+from bnn_cli import seeds
 from bnn_cli.config import ModelConfig
 from bnn_cli.models.layers import ACTIVATIONS, conv2d, conv_output_side, dense, max_pool
 
@@ -56,7 +58,7 @@ def param_specs(model: ModelConfig) -> list[ParamSpec]:
     return specs
 
 
-def forward(x, params: dict, model: ModelConfig):
+def forward(x: Any, params: dict, model: ModelConfig) -> Any:
     """Logits for images `x` of shape (n, 28, 28); `params` maps names to tensors."""
     act = ACTIVATIONS[model.activation]
     if model.architecture == "conv":
@@ -75,7 +77,7 @@ def forward(x, params: dict, model: ModelConfig):
 def initial_values(specs: list[ParamSpec], seed: int, dtype: str) -> dict[str, np.ndarray]:
     """He-normal weights and zero biases. PyMC's default start (all zeros) is a saddle point
     of a ReLU network: every hidden unit would get the same gradient."""
-    rng = np.random.default_rng([seed, 1])  # a stream of its own, apart from ADVI's
+    rng = seeds.stream(seed, seeds.INITIAL_WEIGHTS)
     values = {}
     for spec in specs:
         if spec.is_weight:
@@ -86,5 +88,5 @@ def initial_values(specs: list[ParamSpec], seed: int, dtype: str) -> dict[str, n
     return values
 
 
-def predictive_probabilities(x, params: dict, model: ModelConfig):
+def predictive_probabilities(x: Any, params: dict, model: ModelConfig) -> Any:
     return pt.special.softmax(forward(x, params, model), axis=-1)

@@ -32,11 +32,11 @@ class Gaussian:
     noise: Callable[[tuple[int, ...]], Any]
 
 
-def _local(mean, var, noise):
+def _local(mean: Any, var: Any, noise: Callable[[tuple[int, ...]], Any]) -> Any:
     return mean + pt.sqrt(var + 1e-16) * noise(tuple(mean.type.shape))
 
 
-def dense(x, weight, bias):
+def dense(x: Any, weight: Any, bias: Any) -> Any:
     """x: (n, in), weight: (in, out), bias: (out,) -> (n, out). Gaussian weight and bias:
     the output's per-image draw from its marginal, mean x @ m + b_m, variance x^2 @ v + b_v."""
     if isinstance(weight, Gaussian):
@@ -45,7 +45,7 @@ def dense(x, weight, bias):
     return pt.dot(x, weight) + bias
 
 
-def conv2d(x, kernel, bias):
+def conv2d(x: Any, kernel: Any, bias: Any) -> Any:
     """'valid' cross-correlation. x: (n, h, w, c_in), kernel: (k, k, c_in, c_out) (HWIO),
     bias: (c_out,) -> (n, h-k+1, w-k+1, c_out). A Gaussian kernel and bias: each output's
     per-image draw, mean conv(x, m) + b_m, variance conv(x^2, v) + b_v."""
@@ -55,7 +55,7 @@ def conv2d(x, kernel, bias):
     return conv2d_valid(x, kernel) + bias
 
 
-def max_pool(x, pool_size: int):
+def max_pool(x: Any, pool_size: int) -> Any:
     """Non-overlapping max-pooling on (n, h, w, c); odd trailing rows/columns are dropped, as in
     Lasagne's default (ignore_border=True)."""
     return max_pool2d(x, pool_size)

@@ -70,15 +70,6 @@ def factors(spec: ParamSpec, prior: PriorConfig) -> list[Factor]:
     ]
 
 
-def saved_factors(arrays: dict, name: str) -> list[Factor]:
-    """The factors of tensor `name` as found in saved parameters (approx.npz), whatever the
-    prior: the tensor itself, or its log-scale and raw parts."""
-    if f"mu/{name}" in arrays:
-        return [Factor(name, np.shape(arrays[f"mu/{name}"]))]
-    keys = [(name + SCALE_SUFFIX + LOG_SUFFIX, True), (name + RAW_SUFFIX, False)]
-    return [Factor(key, np.shape(arrays[f"mu/{key}"]), log) for key, log in keys]
-
-
 def scale_names(specs: list[ParamSpec], prior: PriorConfig) -> dict[str, Factor]:
     """`<tensor>_scale` -> its log-scale factor, for hierarchical priors (else empty)."""
     return {f.key[: -len(LOG_SUFFIX)]: f for spec in specs for f in factors(spec, prior) if f.log}
@@ -89,7 +80,7 @@ def resolve_sd(value: float | str, gain: float, fan_in: int) -> float:
     return gain / math.sqrt(fan_in) if value == FAN_IN else float(value)
 
 
-def add_scale(hyperprior: str, name: str, scale: float, **kwargs):
+def add_scale(hyperprior: str, name: str, scale: float, **kwargs: Any) -> Any:
     """A hierarchical prior's scale variable: HalfNormal(scale) or HalfCauchy(scale), or for
     empirical Bayes a flat prior, which the fit holds at a point (`point_estimates`), so the
     ELBO is maximized over it: type-II maximum likelihood."""
@@ -109,7 +100,7 @@ def point_estimates(specs: list[ParamSpec], prior: PriorConfig) -> tuple[str, ..
     return tuple(f.key for f in scale_names(specs, prior).values())
 
 
-def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray):
+def add_parameter(spec: ParamSpec, prior: PriorConfig, initval: np.ndarray) -> Any:
     """Add one weight or bias tensor (and its scale, if hierarchical) to the model in context.
 
     The hierarchical prior is written non-centered, `w = scale * w_raw`: the same prior, but

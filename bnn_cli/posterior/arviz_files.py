@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,9 +28,9 @@ def predictive_idata(
     split: str,
     dataset: str,
     scale_draws: dict[str, np.ndarray] | None = None,
-):
+) -> Any:
     """The InferenceData described above, from `probs` (draws, images, classes)."""
-    import arviz as az
+    import arviz as az  # lazy: imports ArviZ
 
     n_images, n_classes = probs.shape[1:]
     coords = {"image": np.arange(n_images), "class": np.arange(n_classes)}

@@ -17,10 +17,11 @@ import numpy as np
 from rich.console import Console
 
 from bnn_cli import runs
-from bnn_cli.api import TrainedRun, load_run
+from bnn_cli.data.datasets import get_spec, load_splits
 from bnn_cli.data.images import NamedImage, read_images
 from bnn_cli.errors import DataError, RunError
 from bnn_cli.posterior import threshold
+from bnn_cli.posterior.trained import TrainedRun, load_run
 from bnn_cli.report import metrics, tables
 from bnn_cli.report.tables import Column, Tabular, value
 
@@ -74,7 +75,6 @@ def predict_files(
     with console.status(f"posterior predictive ({n_draws} draws)"):
         probs = run.predict(np.stack([image.pixels for image in images]), draws=n_draws)
     threshold = entropy_threshold(run, n_draws, data_dir, console)
-    from bnn_cli.data.datasets import get_spec
 
     answers = summarize(images, probs, threshold, get_spec(run.config.data.dataset).class_names)
     return Prediction(run.path, n_draws, threshold, answers, errors)
@@ -127,7 +127,6 @@ def entropy_threshold(run: TrainedRun, draws: int, data_dir: str | None, console
             f"run '{run.path.name}' has no validation images (data.val_size: 0), which set the "
             "threshold of the 'uncertain' flag"
         )
-    from bnn_cli.data.datasets import load_splits
 
     config = run.config.data
     data_dir = runs.run_data_dir(run.path, data_dir)

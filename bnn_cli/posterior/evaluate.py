@@ -7,16 +7,26 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import MofNCompleteColumn, TimeRemainingColumn
 
-from bnn_cli import ensemble, runs
+from bnn_cli import runs
 from bnn_cli.config import Config
 from bnn_cli.console import progress_bar
+from bnn_cli.data.datasets import get_spec, load_ood_images, load_splits
+from bnn_cli.data.shift import SHIFTS, shifted
 from bnn_cli.errors import ConfigError
 from bnn_cli.posterior import params, threshold
+from bnn_cli.posterior.arviz_files import write_predictive
+from bnn_cli.posterior.predictive import compile_predict, mixture
+from bnn_cli.report import metrics as m
+from bnn_cli.report.fit_report import OodSet, ood_results
+from bnn_cli.report.metrics import shift_row
+from bnn_cli.report.render import write_report
+from bnn_cli.runs import ensemble
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +56,9 @@ def evaluate_run(
     sources = fitted_sources(run, config, chosen, config.draws(draws))
     ood_names = ood_sets_for(config, ood)
     shift_names = shifts_for(config, shift)
-    from bnn_cli.fit import backend
+    from bnn_cli.engine import backend  # lazy: imports PyTensor
 
     mode = backend.configure(config.inference.floatX, config.inference.backend)
-    from bnn_cli.data.datasets import load_ood_images, load_splits
 
     splits = load_splits(
         config.data.dataset, data_dir, config.data.train_size, config.data.val_size
@@ -67,21 +76,17 @@ def evaluate_run(
     val_probs = probs if split == "val" else None
     if split != "val" and len(splits.y_val):
         val_probs = predict(threshold.sample(splits.x_val), "val threshold")
-    from bnn_cli.report.fit_report import OodSet
 
     ood_sets = {name: OodSet(x, predict(x, name)) for name, x in ood_images.items()}
     shift_rows = {name: shift_curve(name, predict, images, labels) for name in shift_names}
     scale_draws = concat_draws(
-        [prior_scale_draws(source.config, source.arrays, source.draws) for source in sources]
+        [params.prior_scale_draws(source.config, source.arrays, source.draws) for source in sources]
     )
     member_rows = (
         member_metrics(sources, predict.slices(), probs, labels, ood_sets) if chosen else None
     )
     if save_predictive:
-        from bnn_cli.posterior.arviz_files import write_predictive
-
         write_predictive(run.path, probs, labels, split, config.data.dataset, scale_draws)
-    from bnn_cli.report.render import write_report
 
     result = write_report(
         run.path,
@@ -106,8 +111,6 @@ def evaluate_run(
 def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     """The OOD sets to check: those asked for on the command line, else the config's; each
     must be a known dataset other than the one the network was trained on."""
-    from bnn_cli.data.datasets import get_spec
-
     names = list(dict.fromkeys(requested if requested is not None else config.evaluate.ood))
     for name in names:
         get_spec(name)
@@ -121,8 +124,6 @@ def ood_sets_for(config: Config, requested: Sequence[str] | None) -> list[str]:
 
 def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     """The dataset shifts to run: those asked for on the command line, else the config's."""
-    from bnn_cli.data.shift import SHIFTS
-
     names = list(dict.fromkeys(requested if requested is not None else config.evaluate.shift))
     for name in names:
         if name not in SHIFTS:
@@ -130,11 +131,8 @@ def shifts_for(config: Config, requested: Sequence[str] | None) -> list[str]:
     return names
 
 
-def shift_curve(name: str, predict, images: np.ndarray, labels: np.ndarray) -> list[dict]:
+def shift_curve(name: str, predict: Any, images: np.ndarray, labels: np.ndarray) -> list[dict]:
     """`metrics.shift_row` at each level of shift `name` (each rotation angle)."""
-    from bnn_cli.data.shift import shifted
-    from bnn_cli.report.metrics import shift_row
-
     return [
         shift_row(level, predict(moved, f"{name} {level:g}"), labels)
         for level, moved in shifted(name, images)
@@ -151,7 +149,7 @@ class Source:
     draws: int
 
 
-def fitted_sources(run, config: Config, chosen, draws: int) -> list[Source]:
+def fitted_sources(run: Any, config: Config, chosen: Any, draws: int) -> list[Source]:
     """What the predictive draws from: the run's approximation, or each chosen member's, with
     the draws split among them (an equal mixture)."""
     if chosen is None:
@@ -171,9 +169,9 @@ class PosteriorPredictive:
     `self(images, label)` -> (draws, n, classes), each source's draws in turn, with a progress
     bar. The same seeds give the same weight draws on every call."""
 
-    def __init__(self, model, sources: list[Source], mode, console: Console, chunk_size: int):
-        from bnn_cli.posterior.predictive import compile_predict
-
+    def __init__(
+        self, model: Any, sources: list[Source], mode: Any, console: Console, chunk_size: int
+    ) -> None:
         self.model, self.sources, self.console = model, sources, console
         self.chunk_size = chunk_size
         self.draws = sum(source.draws for source in sources)
@@ -185,36 +183,22 @@ class PosteriorPredictive:
         return [slice(int(a), int(b)) for a, b in zip(ends[:-1], ends[1:], strict=True)]
 
     def __call__(self, images: np.ndarray, label: str = "") -> np.ndarray:
-        from bnn_cli.posterior.predictive import predictive
-
         title = f"posterior predictive{' ' + label if label else ''}"
         columns = (MofNCompleteColumn(), TimeRemainingColumn())
-        parts = []
         with progress_bar(self.console, title, *columns) as progress:
             task = progress.add_task("draws", total=self.draws)
-            done = 0
-            for source in self.sources:
-                parts.append(
-                    predictive(
-                        self.fn,
-                        source.arrays,
-                        self.model,
-                        images,
-                        source.draws,
-                        source.config.seed,
-                        chunk_size=self.chunk_size,
-                        progress=lambda d, before=done: progress.update(task, completed=before + d),
-                    )
-                )
-                done += source.draws
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            return mixture(
+                self.fn,
+                [(source.arrays, source.draws, source.config.seed) for source in self.sources],
+                self.model,
+                images,
+                self.chunk_size,
+                progress=lambda done: progress.update(task, completed=done),
+            )
 
 
-def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
+def member_metrics(sources: Any, slices: Any, probs: Any, labels: Any, ood_sets: Any) -> list[dict]:
     """Each member's own figures, from its share of the mixture's draws."""
-    from bnn_cli.report import metrics as m
-    from bnn_cli.report.fit_report import OodSet, ood_results
-
     rows = []
     for source, part in zip(sources, slices, strict=True):
         own = probs[part]
@@ -229,46 +213,7 @@ def member_metrics(sources, slices, probs, labels, ood_sets) -> list[dict]:
 
 def concat_draws(parts: list[dict | None]) -> dict | None:
     """The members' prior-scale draws as one set (None when the runs have no scales)."""
+    found = [part for part in parts if part is not None]
     if not parts or parts[0] is None:
         return None
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def prior_scale_draws(
-    config: Config, arrays: dict[str, np.ndarray], draws: int
-) -> dict[str, np.ndarray] | None:
-    """Posterior draws of each layer's prior scales (hierarchical runs), (draws, *scale shape):
-    the scales live on the log scale in the approximation (PyMC's log transform of a
-    HalfNormal). `load_params` has already checked that each is present with its shape. Under
-    the collapsed hyperprior a scale is no variable of the fit: its draws come from the
-    inverse-gamma posterior of the variance the bound integrated out."""
-    if config.prior.kind != "hierarchical":
-        return None
-    from bnn_cli.models.architecture import param_specs
-    from bnn_cli.models.priors import (
-        SCALE_SUFFIX,
-        collapsed_scale_draws,
-        is_collapsed,
-        scale_names,
-    )
-    from bnn_cli.posterior.predictive import softplus
-
-    rng = np.random.default_rng([config.seed, 3])
-    if is_collapsed(config.prior):
-        return {
-            spec.name + SCALE_SUFFIX: collapsed_scale_draws(
-                spec,
-                config.prior,
-                arrays[f"mu/{spec.name}"].astype(np.float64),
-                softplus(arrays[f"rho/{spec.name}"].astype(np.float64)),
-                draws,
-                rng,
-            )
-            for spec in param_specs(config.model)
-        }
-    out = {}
-    for name, factor in scale_names(param_specs(config.model), config.prior).items():
-        mu, rho = arrays[f"mu/{factor.key}"], arrays[f"rho/{factor.key}"]
-        noise = rng.standard_normal((draws, *np.shape(mu)))
-        out[name] = np.exp(mu + softplus(rho) * noise)
-    return out
+    return {name: np.concatenate([part[name] for part in found]) for name in found[0]}

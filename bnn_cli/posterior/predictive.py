@@ -7,21 +7,19 @@ pushed through the same `forward` graph the model uses, compiled once, in memory
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 
+from bnn_cli import seeds
 from bnn_cli.config import ModelConfig
 from bnn_cli.models.architecture import param_specs, predictive_probabilities
-from bnn_cli.models.priors import saved_factors
+from bnn_cli.posterior import params
 
 logger = logging.getLogger(__name__)
-
-
-def softplus(x: np.ndarray) -> np.ndarray:
-    return np.logaddexp(0.0, x)
 
 
 def compile_predict(model: ModelConfig, mode: str | None = None) -> Callable:
@@ -31,7 +29,7 @@ def compile_predict(model: ModelConfig, mode: str | None = None) -> Callable:
     x = pt.tensor("x", shape=(None, 28, 28), dtype=float_x)
     params = {s.name: pt.tensor(s.name, shape=s.shape, dtype=float_x) for s in specs}
     probs = predictive_probabilities(x, params, model)
-    kwargs = {"mode": mode} if mode else {}
+    kwargs: dict[str, Any] = {"mode": mode} if mode else {}
     return pytensor.function([x, *params.values()], probs, **kwargs)
 
 
@@ -41,7 +39,7 @@ def weight_draws(
     draws: int,
     seed: int,
     mean_only: bool = False,
-):
+) -> Iterator[dict[str, np.ndarray]]:
     """Yield `draws` dicts of weights (or the posterior mean once, if `mean_only`).
 
     A tensor is either a Normal of its own, or, under the hierarchical prior, `scale * raw` with
@@ -49,37 +47,13 @@ def weight_draws(
     independent under the mean-field approximation.
     """
     float_x = pytensor.config.floatX
-    factors = {s.name: tensor_factors(arrays, s.name) for s in param_specs(model)}
+    factors = {s.name: params.tensor_factors(arrays, s.name) for s in param_specs(model)}
     if mean_only:
-        yield {name: _mean(f).astype(float_x) for name, f in factors.items()}
+        yield {name: params.mean_of(f).astype(float_x) for name, f in factors.items()}
         return
-    rng = np.random.default_rng([seed, 2])  # its own stream: evaluation never shifts training
+    rng = seeds.stream(seed, seeds.PREDICTIVE)
     for _ in range(draws):
-        yield {name: _draw(f, rng, float_x) for name, f in factors.items()}
-
-
-def tensor_factors(arrays: dict[str, np.ndarray], name: str) -> list[tuple]:
-    """[(mu, sigma, is_log)] whose (exp'd where is_log) draws multiply (broadcast: a scale may
-    be per unit) to the tensor's draw."""
-    return [
-        (arrays[f"mu/{f.key}"], softplus(arrays[f"rho/{f.key}"]), f.log)
-        for f in saved_factors(arrays, name)
-    ]
-
-
-def _mean(factors: list[tuple]) -> np.ndarray:
-    value = 1.0
-    for mu, sigma, is_log in factors:
-        value = value * (np.exp(mu + sigma**2 / 2) if is_log else mu)
-    return np.asarray(value)
-
-
-def _draw(factors: list[tuple], rng: np.random.Generator, dtype: str) -> np.ndarray:
-    value = 1.0
-    for mu, sigma, is_log in factors:
-        z = mu + sigma * rng.standard_normal(np.shape(mu), dtype=np.float32)
-        value = value * (np.exp(z) if is_log else z)
-    return np.asarray(value, dtype=dtype)
+        yield {name: params.draw_of(f, rng, float_x) for name, f in factors.items()}
 
 
 def predictive(
@@ -115,7 +89,29 @@ def predictive(
     return out
 
 
-def _copy_out(out: np.ndarray, d: int, start: int, result, progress) -> None:
+def mixture(
+    fn: Callable,
+    sources: Sequence[tuple[dict[str, np.ndarray], int, int]],
+    model: ModelConfig,
+    images: np.ndarray,
+    chunk_size: int = 1000,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """The equal mixture of several approximations' predictives (an ensemble's members): each
+    source `(arrays, draws, seed)` draws its share in turn, and the draws are concatenated,
+    (sum of draws, n, 10). One source is one run's predictive. `progress` gets the draws done
+    over all sources."""
+    parts, done = [], 0
+    for arrays, draws, seed in sources:
+        report = None if progress is None else (lambda d, before=done: progress(before + d))
+        parts.append(
+            predictive(fn, arrays, model, images, draws, seed, chunk_size, progress=report)
+        )
+        done += draws
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _copy_out(out: np.ndarray, d: int, start: int, result: Any, progress: Any) -> None:
     """Copy one chunk's probabilities into `out` (this waits for them); report a draw once its
     last chunk is in."""
     result = np.asarray(result)

@@ -3,7 +3,7 @@ validation images fall, per number of draws, cached in `<run>/uncertainty_thresh
 
 It is estimated on the first `SAMPLE` validation images: the 95th percentile of 2,000 entropies
 covers 95 % of all of them to about half a point (the binomial error of a 5 % tail in 2,000),
-at a fifth of the cost of all 10,000, which was a third of an evaluation's predictive.
+for a fraction of the predictive all 10,000 would cost (docs/results.md, Evaluation).
 
 `bnn evaluate` writes it for its own number of draws, so that a run directory copied to a
 machine without the dataset still answers `bnn predict`; `bnn predict` computes any other.

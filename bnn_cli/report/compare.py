@@ -9,9 +9,8 @@ directories at all. Only when none of the paths exists is that an error.
 from __future__ import annotations
 
 import fnmatch
-import json
 import logging
-import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,16 @@ from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_bytes, atomic_write_text
 from bnn_cli.errors import ConfigError, RunError
+from bnn_cli.report.formatting import (
+    describe_objective,
+    finite_number,
+    format_duration,
+    format_number,
+    format_percent,
+    plain_int,
+)
 from bnn_cli.report.tables import DASH, Column, Tabular, csv_text, emit, value
-from bnn_cli.runs import list_runs, open_run, read_status
+from bnn_cli.runs import files, list_runs, open_run, read_status
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +106,9 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
         return {**row, "problem": "status.json is corrupt"}
     row.update(
         state=status["state"],
-        iterations=_int(status.get("iterations_done")),
-        kept_iteration=_int(status.get("kept_iteration", status.get("iterations_done"))),
-        wall_s=_number(status.get("wall_s")),
+        iterations=plain_int(status.get("iterations_done")),
+        kept_iteration=plain_int(status.get("kept_iteration", status.get("iterations_done"))),
+        wall_s=finite_number(status.get("wall_s")),
     )
     problems = []
     try:
@@ -113,7 +120,9 @@ def collect_row(run_dir: Path) -> dict[str, Any]:
         problems.append(status.get("message") or "pruned by a tuner")
     elif metrics_problem:
         problems.append(metrics_problem)
-    row.update(split=metrics.get("split"), **{k: _number(metrics.get(k)) for k in METRIC_KEYS})
+    row.update(
+        split=metrics.get("split"), **{k: finite_number(metrics.get(k)) for k in METRIC_KEYS}
+    )
     row.update(_ood_fields(metrics), **_shift_fields(metrics), converged=status.get("converged"))
     row["problem"] = "; ".join(problems) or None
     return row
@@ -129,12 +138,12 @@ def _shift_fields(metrics: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(at, dict):
         return {}
     return {
-        "rotate60_accuracy": _number(at.get("accuracy")),
-        "rotate60_ece": _number(at.get("ece")),
+        "rotate60_accuracy": finite_number(at.get("accuracy")),
+        "rotate60_ece": finite_number(at.get("ece")),
     }
 
 
-def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, list[dict]]:
+def shift_curves(run_dirs: list[Path], shift: str = "rotate") -> dict[str, Sequence[dict]]:
     """Each evaluated run's rows of `shift` from metrics.json, labelled by its config name and
     objective (and its directory where two would read the same), for one figure."""
     curves = {}
@@ -156,7 +165,7 @@ def plot_shift(run_dirs: list[Path], path: Path, shift: str = "rotate") -> None:
             f"--plot-shift: none of the runs was evaluated with --shift {shift} "
             f"(run 'bnn evaluate RUN --shift {shift}' first)"
         )
-    from bnn_cli.report import plots
+    from bnn_cli.report import plots  # lazy: imports matplotlib, SciPy
 
     atomic_write_bytes(path, plots.shift_png(curves, shift))
 
@@ -167,7 +176,7 @@ def _ood_fields(metrics: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(ood, dict) or not ood:
         return {}
     name, result = next(iter(ood.items()))
-    return {"ood": name, "ood_auroc": _number((result or {}).get("auroc_entropy"))}
+    return {"ood": name, "ood_auroc": finite_number((result or {}).get("auroc_entropy"))}
 
 
 def _path_problem(run_dir: Path) -> str | None:
@@ -193,21 +202,18 @@ def _config_fields(config: dict[str, Any]) -> dict[str, Any]:
         "dataset": (config.get("data") or {}).get("dataset"),
         "architecture": model.get("architecture"),
         "prior": prior.get("kind"),
-        "planned_iterations": _int((config.get("inference") or {}).get("iterations")),
+        "planned_iterations": plain_int((config.get("inference") or {}).get("iterations")),
         "objective": describe_objective(config.get("inference") or {}, prior),
     }
 
 
 def _read_metrics(run_dir: Path) -> tuple[dict[str, Any], str | None]:
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return {}, "not evaluated (no metrics.json)"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}, "metrics.json is corrupt"
-    if not isinstance(metrics, dict):
-        return {}, "metrics.json is corrupt"
+        metrics = files.read_metrics(run_dir)
+    except RunError:
+        return {}, f"{files.METRICS_JSON} is corrupt"
+    if metrics is None:
+        return {}, f"not evaluated (no {files.METRICS_JSON})"
     return metrics, None
 
 
@@ -221,79 +227,6 @@ def _rank(row: dict[str, Any]) -> tuple[int, float, str]:
     else:
         group = 0 if row["state"] == "complete" else 1
     return group, -(row["accuracy"] or 0.0), row["run"]
-
-
-def format_duration(seconds: Any) -> str:
-    """12.3 s, 4 min 05 s, 4 h 06 min; a dash when unknown."""
-    value = _number(seconds)
-    if value is None or value < 0:
-        return DASH
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(round(value)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
-
-
-def describe_objective(inference: dict[str, Any], prior: dict[str, Any] | None = None) -> str:
-    """ "ELBO", or how it was tempered: a KL weight below 1 fits a colder (narrower) posterior
-    than the Bayesian one, which every report and comparison must say. A MAP fit's objective is
-    the log joint density at a point: "MAP (no posterior)", its prior weighted like a tempered
-    twin's KL term where asked. An ensemble's members each fit that objective. The collapsed
-    bound (a prior's alpha below 1, or its collapsed hyperprior) and the analytic KL are
-    named too."""
-    size = inference.get("ensemble")
-    members = f", ensemble of {size}" if size else ""
-    weight, warmup = inference.get("kl_weight", 1.0), inference.get("kl_warmup", 0)
-    ramp = f", warm-up {warmup} it" if warmup else ""
-    if inference.get("method") == "map":
-        tempered = f", prior x{weight:g}{ramp}" if weight != 1.0 or warmup else ""
-        return f"MAP (no posterior{tempered}){members}"
-    estimator = ", analytic KL" if inference.get("kl") == "analytic" else ""
-    prior = prior or {}
-    if prior.get("hyperprior") == "collapsed" and prior.get("kind") == "hierarchical":
-        estimator += f", collapsed bound (variance and mean, alpha {prior.get('alpha', 1.0):g})"
-    elif prior.get("alpha", 1.0) != 1.0:
-        estimator += f", collapsed bound (mean, alpha {prior['alpha']:g})"
-    if weight == 1.0 and not warmup:
-        return f"ELBO{estimator}{members}"
-    return f"tempered: KL x{weight:g}{ramp}{estimator}{members}"
-
-
-def describe_kept(inference: dict[str, Any], status: dict[str, Any]) -> str:
-    """Which iteration's parameters the run holds, and why."""
-    done, kept = (
-        status.get("iterations_done"),
-        status.get("kept_iteration", status.get("iterations_done")),
-    )
-    metric = inference.get("early_stopping", "none")
-    if metric in (None, "none"):
-        return f"the last iteration ({done})"
-    how = "stopped early" if status.get("stopped_early") else f"ran all {done}"
-    return f"iteration {kept}, the best {metric} ({how}, patience {inference.get('patience', '?')})"
-
-
-def format_percent(value: Any) -> str:
-    number = _number(value)
-    return DASH if number is None else f"{number:.2%}"
-
-
-def format_number(value: Any, digits: int = 4) -> str:
-    number = _number(value)
-    return DASH if number is None else f"{number:.{digits}f}"
-
-
-def _number(value: Any) -> float | None:
-    """A finite float, or None for anything else (missing, null, text, nan)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _iterations(row: dict[str, Any]) -> str:

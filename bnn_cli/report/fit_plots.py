@@ -5,12 +5,13 @@ out-of-distribution uncertainty. Each returns PNG bytes, like `bnn_cli.report.pl
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from bnn_cli.fit.diagnostics import softplus, tensor_names
+from bnn_cli.posterior import params
 from bnn_cli.report.plots import ALEATORIC, EPISTEMIC, render
 
 IN_COLOR, OUT_COLOR = ALEATORIC, EPISTEMIC
@@ -19,15 +20,14 @@ LOG_FLOOR = 1e-6  # mutual information and SNR reach 0; log axes start here
 
 def posterior_png(arrays: dict[str, np.ndarray]) -> bytes:
     """Per tensor (scalars left out): histograms of sigma and of |mu| / sigma, log axes."""
-    names = [n for n in tensor_names(arrays) if np.size(arrays[f"mu/{n}"]) > 1]
+    names = [n for n in params.tensor_names(arrays) if np.size(params.mean(arrays, n)) > 1]
     return render(_draw_posterior, arrays, names, figsize=(9, 1.6 + 1.7 * len(names)))
 
 
 def _draw_posterior(fig: Figure, arrays: dict[str, np.ndarray], names: Sequence[str]) -> None:
     axes = fig.subplots(len(names), 2, squeeze=False)
     for row, name in zip(axes, names, strict=True):
-        mu = np.asarray(arrays[f"mu/{name}"], dtype=np.float64).ravel()
-        sigma = softplus(np.asarray(arrays[f"rho/{name}"], dtype=np.float64)).ravel()
+        mu, sigma = params.mean_and_sd(arrays, name)
         snr = np.abs(mu) / sigma
         for ax, values, color, label in (
             (row[0], sigma, ALEATORIC, "sigma"),
@@ -51,7 +51,7 @@ def _draw_posterior(fig: Figure, arrays: dict[str, np.ndarray], names: Sequence[
     fig.tight_layout()
 
 
-def _log_axes(ax) -> None:
+def _log_axes(ax: Any) -> None:
     """Log scales labelled with plain numbers at 1-2-5 steps: the default labels every minor
     tick when the data span less than a decade, and they overlap."""
     ax.set_xscale("log")
@@ -60,8 +60,8 @@ def _log_axes(ax) -> None:
         narrow = high / max(low, 1e-300) < 100  # under two decades: label 1-2-5 steps
         axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
         axis.set_major_formatter(FormatStrFormatter("%g"))
-        # Minor ticks at 2 and 5 only: the default eight per decade made tick layout most of
-        # this figure's time (a 12-axes posterior plot 2.2-3.1 s -> 1.4-1.6 s, same picture).
+        # Minor ticks at 2 and 5 only: the default eight per decade make tick layout most of
+        # this figure's time, for the same picture (docs/results.md, Evaluation).
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0), numticks=12))
         axis.set_minor_formatter(NullFormatter())
 
@@ -106,7 +106,9 @@ def _draw_fit_diagnostics(fig: Figure, elbo: dict[str, np.ndarray], tensors: dic
     fig.tight_layout()
 
 
-def ood_hist_png(scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray], name: str):
+def ood_hist_png(
+    scores_in: dict[str, np.ndarray], scores_out: dict[str, np.ndarray], name: str
+) -> bytes:
     """Predictive entropy and mutual information of in- and out-of-distribution images."""
     return render(_draw_ood_hist, scores_in, scores_out, name, figsize=(10, 3.8))
 
@@ -145,7 +147,9 @@ def ood_images_png(
     return render(_draw_ood_images, images, entropy, predicted, picks, name, figsize=(12, 3.6))
 
 
-def _draw_ood_images(fig, images, entropy, predicted, picks, name) -> None:
+def _draw_ood_images(
+    fig: Any, images: Any, entropy: Any, predicted: Any, picks: Any, name: Any
+) -> None:
     count = max(len(p) for _, p in picks)
     axes = fig.subplots(len(picks), count, squeeze=False)
     side = int(round(np.sqrt(images[0].size)))

@@ -67,7 +67,7 @@ def convergence_paragraphs(status: dict[str, Any]) -> tuple[str, list[str]] | No
 def posterior_jobs(
     run_dir: Path, arrays: dict[str, np.ndarray] | None, elbo: dict[str, np.ndarray] | None
 ) -> dict[str, Callable[[], bytes]]:
-    from bnn_cli.report import fit_plots
+    from bnn_cli.report import fit_plots  # lazy: imports matplotlib, SciPy
 
     jobs: dict[str, Callable[[], bytes]] = {}
     if arrays:
@@ -81,7 +81,7 @@ def posterior_jobs(
 def ood_jobs(
     pred: m.Predictive, ood: dict[str, OodSet], class_names: list[str]
 ) -> dict[str, Callable[[], bytes]]:
-    from bnn_cli.report import fit_plots
+    from bnn_cli.report import fit_plots  # lazy: imports matplotlib, SciPy
 
     jobs: dict[str, Callable[[], bytes]] = {}
     scores_in = {"entropy": pred.total, "mi": pred.epistemic}
@@ -107,7 +107,9 @@ def ood_caption(plot_name: str) -> str | None:
     return f"{stem}: uncertainty of in- and out-of-distribution images"
 
 
-def ood_table(results: dict[str, dict[str, Any]], fmt: Callable[[Any], str]):
+def ood_table(
+    results: dict[str, dict[str, Any]], fmt: Callable[[Any], str]
+) -> tuple[list[str], list[list[str]]]:
     headers = [
         "set",
         "images",

@@ -184,7 +184,7 @@ def _draw_entropy_hist(fig: Figure, pred: Predictive) -> None:
             if mask.any():
                 ax.hist(
                     values[mask],
-                    bins=bins,
+                    bins=list(bins),
                     density=True,
                     alpha=0.55,
                     color=color,
@@ -317,7 +317,7 @@ def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
     first dense layer's per-pixel scales as a 28x28 picture."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # arviz announces its refactor on import
-        import arviz as az
+        import arviz as az  # lazy: imports ArviZ
     scalars = {n: d for n, d in scale_draws.items() if np.ndim(d) == 1}
     units = {n: np.median(d, axis=0).ravel() for n, d in scale_draws.items() if np.ndim(d) > 1}
     if not units:
@@ -329,7 +329,7 @@ def prior_scales_png(scale_draws: dict[str, np.ndarray]) -> bytes:
     return render(_draw_unit_scales, scalars, units, pixels, figsize=(11, 4))
 
 
-def _draw_unit_scales(fig: Figure, scalars: dict, units: dict, pixels) -> None:
+def _draw_unit_scales(fig: Figure, scalars: dict, units: dict, pixels: Any) -> None:
     grid = GridSpec(1, 2 if pixels is None else 3, figure=fig, wspace=0.35)
     ax = fig.add_subplot(grid[0, 0])
     for name, medians in units.items():

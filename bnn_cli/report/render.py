@@ -16,6 +16,7 @@ import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from bnn_cli.atomic import (
 from bnn_cli.data.datasets import DATASETS
 from bnn_cli.report import fit_report
 from bnn_cli.report import metrics as m
-from bnn_cli.report.compare import (
+from bnn_cli.report.formatting import (
     describe_kept,
     describe_objective,
     format_duration,
@@ -87,7 +88,7 @@ PLOT_CAPTIONS = {
 
 
 # Everything `bnn evaluate` writes into a run: replaced as a whole (metrics.json last).
-REPORT_FILES = ("metrics.json", "per_class.csv", "report.md", "report.html", "plots")
+REPORT_FILES = (files.METRICS_JSON, "per_class.csv", "report.md", "report.html", "plots")
 
 
 @dataclass
@@ -141,14 +142,14 @@ def write_report(
     title = f"bnn report: {config.get('name', run_dir.name)}"
     # Written aside, then swapped in: a failed or interrupted evaluation leaves the earlier
     # report whole, and a finished one leaves none of its files behind.
-    with replaced_as_a_whole(run_dir, REPORT_FILES, last="metrics.json", label="report") as out:
+    with replaced_as_a_whole(run_dir, REPORT_FILES, last=files.METRICS_JSON, label="report") as out:
         (out / "plots").mkdir()
         for name, png in plots.items():
             atomic_write_bytes(out / "plots" / name, png)
         atomic_write_text(out / "per_class.csv", per_class_csv(rows))
         atomic_write_text(out / "report.md", render_markdown(title, sections))
         atomic_write_text(out / "report.html", render_html(title, sections, plots))
-        atomic_write_json(out / "metrics.json", result)
+        atomic_write_json(out / files.METRICS_JSON, result)  # read: runs.files.read_metrics
     if console is not None:
         console.print(summary_table(result, config.get("name", run_dir.name)))
     log.info("report written to %s", run_dir)
@@ -192,7 +193,7 @@ def render_plots(
     jobs.update(fit_report.posterior_jobs(run_dir, arrays, elbo))
     jobs.update(fit_report.ood_jobs(pred, ood or {}, names))
     for name, shift_rows in (shift or {}).items():
-        jobs[f"shift_{name}.png"] = lambda r=shift_rows, n=name: plots.shift_png({"": r}, n)
+        jobs[f"shift_{name}.png"] = partial(plots.shift_png, {"": shift_rows}, name)
     return {name: job() for name, job in jobs.items()}
 
 
@@ -459,7 +460,7 @@ def render_markdown(title: str, sections: list[Section]) -> str:
 
 def caption(plot_name: str) -> str:
     if plot_name.startswith("ood_"):
-        return fit_report.ood_caption(plot_name)
+        return fit_report.ood_caption(plot_name) or plot_name
     return PLOT_CAPTIONS.get(plot_name, plot_name)
 
 

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.measure import Measurement
@@ -62,7 +62,7 @@ class Tabular:
 def rich_table(tab: Tabular) -> Table:
     table = Table(title=tab.title)
     for column in tab.columns:
-        justify = "right" if column.right else "left"
+        justify: Literal["right", "left"] = "right" if column.right else "left"
         table.add_column(column.header, justify=justify, style=column.style, no_wrap=column.no_wrap)
     for record, cells in zip(tab.records, tab.cells(), strict=True):
         # Cells are text, not markup: a run or file name like "a[bold].png" stays as it is.

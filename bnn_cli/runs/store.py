@@ -7,19 +7,24 @@ then metrics.json, per_class.csv, report.md, report.html and plots/ from `bnn ev
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import yaml
 
 from bnn_cli.atomic import atomic_write_json, pid_alive
 from bnn_cli.config import Config, config_from_dict
+from bnn_cli.data.datasets import resolve_data_dir
 from bnn_cli.errors import BnnError, RunError
+from bnn_cli.runs import files
+
+logger = logging.getLogger(__name__)
 
 # `pruned`: a tuner stopped the fit on its validation figures; its parameters are saved.
 STATES = ("running", "complete", "failed", "interrupted", "pruned")
@@ -75,6 +80,20 @@ def write_status(
     return status
 
 
+def mark_ended(run_dir: Path, state: str, **fields: Any) -> None:
+    """Record how a run (or an ensemble) ended. Failing to (a full disk) must not hide the error
+    that ended it: it is logged, the run then keeps saying `running`, and `evaluate` tells that
+    its process is gone."""
+    try:
+        write_status(run_dir, state, **fields)
+    except BnnError as exc:
+        logger.warning("could not mark %s as %s: %s", run_dir, state, exc)
+
+
+@overload
+def read_status(run_dir: Path, missing_ok: Literal[False] = False) -> dict[str, Any]: ...
+@overload
+def read_status(run_dir: Path, missing_ok: bool) -> dict[str, Any] | None: ...
 def read_status(run_dir: Path, missing_ok: bool = False) -> dict[str, Any] | None:
     path = Path(run_dir) / "status.json"
     if not path.is_file():
@@ -124,19 +143,14 @@ def open_run(run_dir: Path, allow_incomplete: bool = False) -> Run:
 
 def recorded_data_dir(run_dir: Path) -> str | None:
     """The data directory the run was trained from (meta.json), or None."""
-    try:
-        meta = json.loads((Path(run_dir) / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    value = meta.get("data_dir") if isinstance(meta, dict) else None
+    meta = files.read_meta(run_dir)
+    value = meta.get("data_dir") if meta is not None else None
     return value if isinstance(value, str) else None
 
 
 def run_data_dir(run_dir: Path, data_dir: str | None) -> str:
     """Where to read a run's data: `--data-dir`, `$BNN_DATA_DIR`, the folder it was trained
     from, the user cache directory, in that order."""
-    from bnn_cli.data.datasets import resolve_data_dir
-
     return str(resolve_data_dir(data_dir, recorded_data_dir(run_dir)))
 
 

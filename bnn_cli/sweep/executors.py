@@ -8,11 +8,12 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+from bnn_cli.data.datasets import resolve_data_dir
 from bnn_cli.errors import ConfigError
 from bnn_cli.sweep.point import LIVE, STOPPING, Task, log_tail, run_point
 
@@ -47,7 +48,7 @@ def run_local(tasks: list[Task], jobs: int, record: Record) -> None:
         STOPPING.clear()
 
 
-def _result(future) -> dict[str, Any]:
+def _result(future: Any) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as exc:  # a bug or OS error in the sweep itself, not in the point
@@ -71,7 +72,7 @@ def run_ray(
     if started:
         join_cluster(ray, address, log_file)
     remote = ray.remote(run_point).options(num_cpus=cpus, num_gpus=gpus, max_retries=0)
-    pending, inflight = list(tasks), {}
+    pending, inflight = list(tasks), dict[Any, Any]()
     try:
         while pending or inflight:
             while pending and len(inflight) < (jobs or len(tasks)):
@@ -111,7 +112,6 @@ def workers_data_dir(data_dir: str | None, executor: str) -> str | None:
         return str(Path(data_dir).resolve())
     if executor != "ray":
         return None
-    from bnn_cli.data.datasets import resolve_data_dir
 
     return str(resolve_data_dir(None).resolve())
 
@@ -125,11 +125,11 @@ TOKEN_HINT = (
 )
 
 
-def join_cluster(ray, address: str | None, log_file: Path | None) -> None:
+def join_cluster(ray: Any, address: str | None, log_file: Path | None) -> None:
     """`ray.init`, with Ray's log lines (its GCS client writes straight to the stderr file
     descriptor) kept in `log_file`; a failure becomes one ConfigError that says why."""
     quiet = log_file is not None
-    offset = log_file.stat().st_size if quiet and log_file.is_file() else 0
+    offset = log_file.stat().st_size if log_file is not None and log_file.is_file() else 0
     try:
         with ray_logs_to(log_file):
             ray.init(
@@ -138,7 +138,8 @@ def join_cluster(ray, address: str | None, log_file: Path | None) -> None:
                 logging_level=logging.ERROR if quiet else logging.INFO,
             )
     except (ConnectionError, ValueError, RuntimeError, ray.exceptions.RayError) as exc:
-        ray_log = log_tail(log_file, offset) if quiet else ""  # this attempt's lines only
+        # This attempt's lines only.
+        ray_log = log_tail(log_file, offset) if log_file is not None else ""
         raise ConfigError(cluster_error(address, exc, ray_log)) from None
 
 
@@ -161,7 +162,7 @@ def cluster_error(address: str | None, exc: Exception, ray_log: str) -> str:
 
 
 @contextlib.contextmanager
-def ray_logs_to(log_file: Path | None):
+def ray_logs_to(log_file: Path | None) -> Iterator[None]:
     """Send whatever is written to the stderr file descriptor (Ray's C++ and Python log lines)
     to `log_file` while the block runs; None leaves stderr alone."""
     if log_file is None:
@@ -181,9 +182,9 @@ def ray_logs_to(log_file: Path | None):
         os.close(saved)
 
 
-def import_ray():
+def import_ray() -> Any:
     try:
-        import ray
+        import ray  # lazy: imports Ray
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray

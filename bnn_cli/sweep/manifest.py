@@ -13,7 +13,9 @@ from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_json
 from bnn_cli.config import config_from_dict
+from bnn_cli.console import warning
 from bnn_cli.errors import BnnError, ExitCode
+from bnn_cli.fit.resume import can_resume
 from bnn_cli.runs import read_status, utc_now
 from bnn_cli.sweep.point import runs_named
 from bnn_cli.sweep.spec import Point, Sweep
@@ -91,8 +93,6 @@ def _resumable_run(point: Point, runs_dir: Path, recorded: str | None) -> Path |
     """The point's run cut off after a checkpoint (interrupted, killed, failed), with the same
     config: `bnn train --resume` goes on with it rather than starting the point over. The
     recorded one, else the newest found by name."""
-    from bnn_cli.fit.resume import can_resume
-
     candidates = ([runs_dir / recorded] if recorded else []) + runs_named(
         runs_dir, point.config.name
     )[::-1]
@@ -109,11 +109,7 @@ def read_manifest(path: Path, console: Console) -> dict[str, dict[str, Any]]:
         points = json.loads(path.read_text(encoding="utf-8"))["points"]
         return {p["key"]: p for p in points}
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        console.print(
-            f"warning: '{path}' is corrupt; complete runs are found by their names",
-            style="yellow",
-            highlight=False,
-        )
+        warning(console, f"'{path}' is corrupt; complete runs are found by their names")
         return {}
 
 

@@ -3,6 +3,7 @@ a point that fails or crashes (even SIGKILL) is reported while the others go on.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import signal
@@ -90,8 +91,6 @@ def run_point(task: Task) -> dict[str, Any]:
 
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux for SIGKILL when the parent thread ends."""
-    import ctypes
-
     pr_set_pdeathsig = 1
     try:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
@@ -124,7 +123,7 @@ def _outcome(rc: int, run_dir: Path | None, tail: str, wall_s: float) -> dict[st
         return {**outcome, "state": run_state, "error": None}
     if rc < 0:
         error = f"killed by {signal.Signals(-rc).name}" if -rc in _SIGNALS else f"signal {-rc}"
-        if run_state == "running":  # the process is gone: make the run directory honest
+        if run_dir and run_state == "running":  # the process is gone: make the run honest
             write_status(run_dir, "failed", message=f"the train process was {error}")
     else:
         error = _error_line(tail) or f"bnn train exited with code {rc}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
@@ -14,7 +15,7 @@ from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import RunError
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import utc_now
 from bnn_cli.sweep.executors import (
     cpu_count,
@@ -42,8 +43,6 @@ def run_sweep(
 ) -> SweepResult:
     """Run the sweep's points that are not complete yet; the manifest is updated as each ends.
     Ray's own log lines go to `<runs>/sweeps/<name>/ray.log` unless `debug`."""
-    from filelock import FileLock, Timeout
-
     if executor == "ray":
         import_ray()  # before anything is written: exit 2 with the install hint
     runs_dir = Path(runs_dir).resolve()

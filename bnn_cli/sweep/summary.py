@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from bnn_cli.atomic import atomic_write_text
-from bnn_cli.report.compare import (
-    comparison,
-    format_duration,
-    format_number,
-    format_percent,
-    ranked_rows,
-    rows_to_csv,
-)
+from bnn_cli.report.compare import comparison, ranked_rows, rows_to_csv
+from bnn_cli.report.formatting import format_duration, format_number, format_percent
 from bnn_cli.report.tables import DASH, Column, Tabular, emit, value
 from bnn_cli.sweep.manifest import SweepResult
 from bnn_cli.sweep.spec import SPREAD_KEYS, lookup, short
+
+
+def _short_cell(key: str, row: dict[str, Any]) -> str:
+    return short(row[key])
 
 
 def print_summary(result: SweepResult, console: Console, fmt: str = "table") -> None:
@@ -61,7 +60,7 @@ def grouped(result: SweepResult, rows_by_path: dict[str, dict]) -> Tabular:
     ]
     spread = ", ".join(k for k in result.sweep.swept_keys if k in SPREAD_KEYS)
     title = f"sweep '{result.sweep.name}': mean ± sd" + (f" over {spread}" if spread else "")
-    columns = [Column(k, lambda r, k=k: short(r[k])) for k in keys]
+    columns = [Column(k, partial(_short_cell, k)) for k in keys]
     columns.append(Column("complete", lambda r: f"{r['complete']}/{r['points']}", right=True))
     for key, fmt, header in GROUP_METRICS:
         cell = lambda r, key=key, fmt=fmt: _mean_sd(r[f"{key}_mean"], r[f"{key}_sd"], fmt)  # noqa: E731

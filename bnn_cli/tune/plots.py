@@ -6,6 +6,7 @@ fANOVA-style evaluator, once enough trials are complete), and one slice plot per
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ COMPLETE_COLOR, PRUNED_COLOR, BEST_COLOR = "#4c72b0", "#bbbbbb", "#c44e52"
 MIN_FOR_IMPORTANCE = 3  # complete trials: fewer and the importances are noise (or refused)
 
 
-def study_plots(study, spec: TuneSpec) -> dict[str, bytes]:
+def study_plots(study: Any, spec: TuneSpec) -> dict[str, bytes]:
     points = _points(study)
     if not points:
         return {}
@@ -31,7 +32,7 @@ def study_plots(study, spec: TuneSpec) -> dict[str, bytes]:
     return pictures
 
 
-def _points(study) -> list[dict]:
+def _points(study: Any) -> list[dict]:
     """Complete trials with their value; pruned ones with their last reported value."""
     points = []
     for t in study.get_trials(deepcopy=False):
@@ -43,7 +44,7 @@ def _points(study) -> list[dict]:
     return points
 
 
-def _draw_history(fig, points: list[dict], spec: TuneSpec) -> None:
+def _draw_history(fig: Any, points: list[dict], spec: TuneSpec) -> None:
     ax = fig.add_subplot(1, 1, 1)
     for pruned, color, label in ((False, COMPLETE_COLOR, "complete"), (True, PRUNED_COLOR, "")):
         chosen = [p for p in points if p["pruned"] == pruned]
@@ -74,8 +75,8 @@ def _draw_history(fig, points: list[dict], spec: TuneSpec) -> None:
     ax.legend(frameon=False, fontsize=8)
 
 
-def _importances(study, spec: TuneSpec) -> dict[str, float]:
-    import optuna
+def _importances(study: Any, spec: TuneSpec) -> dict[str, float]:
+    import optuna  # lazy: imports Optuna
 
     complete = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if len(complete) < MIN_FOR_IMPORTANCE or len(spec.space) < 2:
@@ -87,7 +88,7 @@ def _importances(study, spec: TuneSpec) -> dict[str, float]:
         return {}
 
 
-def _draw_importance(fig, importances: dict[str, float]) -> None:
+def _draw_importance(fig: Any, importances: dict[str, float]) -> None:
     ax = fig.add_subplot(1, 1, 1)
     names = list(importances)[::-1]
     ax.barh(names, [importances[n] for n in names], color=COMPLETE_COLOR)
@@ -96,7 +97,7 @@ def _draw_importance(fig, importances: dict[str, float]) -> None:
     ax.set_xlim(0, 1)
 
 
-def _draw_slices(fig, points: list[dict], spec: TuneSpec) -> None:
+def _draw_slices(fig: Any, points: list[dict], spec: TuneSpec) -> None:
     rows = (len(spec.space) + 1) // 2
     for i, param in enumerate(spec.space):
         ax = fig.add_subplot(rows, 2, i + 1)

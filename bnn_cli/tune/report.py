@@ -4,6 +4,9 @@ optimization history, the parameters' importances and a slice plot per parameter
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import math
 from pathlib import Path
@@ -11,9 +14,11 @@ from typing import Any
 
 from bnn_cli.atomic import atomic_write_bytes, atomic_write_text
 from bnn_cli.config import config_yaml
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
+from bnn_cli.report.render import Section, render_html, render_markdown
 from bnn_cli.report.tables import Column, Tabular, value
 from bnn_cli.runs import utc_now
+from bnn_cli.tune.run import best_trial
 from bnn_cli.tune.spec import TuneSpec
 
 logger = logging.getLogger(__name__)
@@ -22,7 +27,7 @@ TRIAL_COLUMNS = ("trial", "state", "value", "iterations", "wall_s", "params", "r
 COMPLETE, PRUNED = "COMPLETE", "PRUNED"
 
 
-def trial_rows(study, spec: TuneSpec) -> list[dict[str, Any]]:
+def trial_rows(study: Any, spec: TuneSpec) -> list[dict[str, Any]]:
     """One row per trial, in the order they were asked."""
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -52,11 +57,9 @@ def pruning_savings(rows: list[dict[str, Any]], iterations: int) -> dict[str, An
     return {"ran": ran, "planned": planned, "saved": saved}
 
 
-def write_best(spec: TuneSpec, study, folder: Path) -> Path | None:
+def write_best(spec: TuneSpec, study: Any, folder: Path) -> Path | None:
     """best.yaml: the best complete trial's config, named after the study, with a comment saying
     where it came from; None when no trial is complete."""
-    from bnn_cli.tune.run import best_trial
-
     best = best_trial(study)
     if best is None:
         return None
@@ -75,10 +78,9 @@ def write_best(spec: TuneSpec, study, folder: Path) -> Path | None:
     return path
 
 
-def write_report(spec: TuneSpec, study, folder: Path) -> Path:
+def write_report(spec: TuneSpec, study: Any, folder: Path) -> Path:
     """report.md and report.html with the study's plots; returns the HTML file's path."""
-    from bnn_cli.report.render import Section, render_html, render_markdown
-    from bnn_cli.tune import plots
+    from bnn_cli.tune import plots  # lazy: imports matplotlib, SciPy
 
     rows = trial_rows(study, spec)
     iterations = spec.config_for({}, spec.name).inference.iterations
@@ -100,8 +102,9 @@ def write_report(spec: TuneSpec, study, folder: Path) -> Path:
     return folder / "report.html"
 
 
-def summary_paragraphs(spec: TuneSpec, study, rows, saved: dict[str, Any]) -> list[str]:
-    from bnn_cli.tune.run import best_trial
+def summary_paragraphs(
+    spec: TuneSpec, study: Any, rows: list[dict[str, Any]], saved: dict[str, Any]
+) -> list[str]:
 
     counts = {s: sum(1 for r in rows if r["state"] == s) for s in ("complete", "pruned", "fail")}
     space = "; ".join(f"`{p.key}`: {p.describe()}" for p in spec.space)
@@ -148,9 +151,6 @@ def trials_table(rows: list[dict[str, Any]], spec: TuneSpec) -> tuple[list[str],
 
 
 def trials_csv(rows: list[dict[str, Any]]) -> str:
-    import csv
-    import io
-    import json
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=TRIAL_COLUMNS, extrasaction="ignore")

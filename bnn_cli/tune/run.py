@@ -24,8 +24,9 @@ from bnn_cli.atomic import atomic_write_text
 from bnn_cli.config import config_yaml
 from bnn_cli.console import progress_bar
 from bnn_cli.errors import BnnError, ExitCode, RunError
-from bnn_cli.report.compare import format_duration
+from bnn_cli.report.formatting import format_duration
 from bnn_cli.runs import read_status
+from bnn_cli.runs.files import read_elbo_csv
 from bnn_cli.sweep.executors import (
     cpu_count,
     import_ray,
@@ -108,13 +109,15 @@ def run_tune(
 class Workers:
     """`jobs` threads, each running trials one after another until the budget is spent."""
 
-    def __init__(self, result: TuneResult, runs_dir: Path, data: str | None, threads: int, console):
+    def __init__(
+        self, result: TuneResult, runs_dir: Path, data: str | None, threads: int, console: Console
+    ) -> None:
         self.result, self.runs_dir, self.data = result, runs_dir, data
         self.threads, self.console = threads, console
         self.lock = threading.Lock()  # one ask at a time: the budget check and the ask agree
         self.errors: list[BaseException] = []
 
-    def run(self, runner, jobs: int) -> None:
+    def run(self, runner: Any, jobs: int) -> None:
         spec = self.result.spec
         with _progress(self.console) as progress:
             self.progress = progress
@@ -148,7 +151,7 @@ class Workers:
         if self.errors:
             raise self.errors[0]
 
-    def _loop(self, runner, ended: threading.Event) -> None:
+    def _loop(self, runner: Any, ended: threading.Event) -> None:
         try:
             while not STOPPING.is_set():
                 trial = self._ask()
@@ -161,7 +164,7 @@ class Workers:
         finally:
             ended.set()
 
-    def _ask(self):
+    def _ask(self) -> Any:
         study, spec = self.result.study, self.result.spec
         with self.lock:
             if studies.counted(study) >= spec.trials:
@@ -171,7 +174,7 @@ class Workers:
                 return None
         return trial
 
-    def _run_trial(self, trial, runner) -> None:
+    def _run_trial(self, trial: Any, runner: Any) -> None:
         result, spec = self.result, self.result.spec
         params = studies.suggest(trial, spec.space)
         name = f"{spec.name}-t{trial.number:04d}"
@@ -186,7 +189,7 @@ class Workers:
             outcome["error"] = "bnn tune was interrupted"
         self._tell(trial, outcome)
 
-    def _task(self, trial, name: str, params: dict, resume: str | None) -> Task:
+    def _task(self, trial: Any, name: str, params: dict, resume: str | None) -> Task:
         result, spec = self.result, self.result.spec
         stem = result.folder / "trials" / f"t{trial.number:04d}"
         config_file = stem.with_suffix(".yaml")
@@ -220,8 +223,8 @@ class Workers:
             die_with_parent=True,
         )
 
-    def _tell(self, trial, outcome: dict[str, Any]) -> None:
-        from optuna.trial import TrialState
+    def _tell(self, trial: Any, outcome: dict[str, Any]) -> None:
+        from optuna.trial import TrialState  # lazy: imports Optuna
 
         study, spec = self.result.study, self.result.spec
         run_dir = outcome.get("run_dir")
@@ -229,7 +232,7 @@ class Workers:
         state = outcome["state"]
         value = None
         if state == "complete":
-            value = objective_value(Path(run_dir), spec.weights)
+            value = objective_value(Path(run_dir), spec.weights) if run_dir else None
             if value is None:
                 state, outcome["error"] = "failed", f"no {spec.objective} in its elbo.csv"
         if state not in ("complete", "pruned"):
@@ -247,7 +250,7 @@ class Workers:
                 study.tell(trial, state=TrialState.FAIL)
         self._report_line(trial.number, state, value, outcome)
 
-    def _report_line(self, number: int, state: str, value, outcome: dict) -> None:
+    def _report_line(self, number: int, state: str, value: Any, outcome: dict) -> None:
         spec = self.result.spec
         finished = studies.finished(self.result.study)
         done = len(finished)
@@ -279,9 +282,9 @@ def _wait_all(events: list[threading.Event]) -> None:
             pass
 
 
-def best_trial(study):
+def best_trial(study: Any) -> Any:
     """The best complete trial, or None (Optuna raises when there is none)."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return None
@@ -291,8 +294,6 @@ def best_trial(study):
 def objective_value(run_dir: Path, weights: dict[str, float]) -> float | None:
     """The objective at the iteration the run kept (its best validation under early stopping,
     else its last), from its elbo.csv."""
-    from bnn_cli.runs.files import read_elbo_csv
-
     columns = read_elbo_csv(run_dir)
     if columns is None:
         return None
@@ -342,7 +343,7 @@ class RayRunner:
 
 
 def _ray_shutdown(log_file: Path | None) -> None:
-    import ray
+    import ray  # lazy: imports Ray
 
     if ray.is_initialized():
         with ray_logs_to(log_file):

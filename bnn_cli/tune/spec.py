@@ -205,12 +205,12 @@ def _known(raw: dict, keys: tuple[str, ...], where: str) -> None:
             raise ConfigError(f"{where}: unknown key '{key}'{_did_you_mean(str(key), keys)}")
 
 
-def _did_you_mean(text: str, valid) -> str:
+def _did_you_mean(text: str, valid: Any) -> str:
     close = difflib.get_close_matches(text, list(valid), n=1)
     return f" — did you mean '{close[0]}'?" if close else f"; valid: {', '.join(valid)}"
 
 
-def _choice_hint(value: Any, valid) -> str:
+def _choice_hint(value: Any, valid: Any) -> str:
     close = difflib.get_close_matches(str(value), list(valid), n=1)
     hint = f" — did you mean '{close[0]}'?" if close else ""
     return f"got {value!r}, expected one of {', '.join(valid)}{hint}"
@@ -294,7 +294,7 @@ def _number(value: Any, number: type, where: str) -> float | int:
     return number(value)
 
 
-def _section(raw: Any, cls: type, keys: tuple[str, ...], kinds: tuple[str, ...], where: str):
+def _section(raw: Any, cls: type, keys: tuple[str, ...], kinds: tuple[str, ...], where: str) -> Any:
     if raw is None:
         return cls()
     if isinstance(raw, str):

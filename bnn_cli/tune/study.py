@@ -8,14 +8,21 @@ replaces (`retry_of`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import platform
+import sqlite3
+from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
+
+from filelock import FileLock
 
 from bnn_cli.atomic import pid_alive
 from bnn_cli.errors import ConfigError
 from bnn_cli.fit.resume import can_resume
+from bnn_cli.sweep.point import runs_named
 from bnn_cli.tune.spec import Param, TuneSpec
 
 logger = logging.getLogger(__name__)
@@ -23,10 +30,10 @@ logger = logging.getLogger(__name__)
 STUDY_FILE = "study.db"
 
 
-def import_optuna():
+def import_optuna() -> Any:
     """Optuna, its INFO lines ("A new study created", one per trial) left to --debug: the
     tuner prints its own line per trial."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -37,10 +44,10 @@ def default_storage(folder: Path) -> str:
     return f"sqlite:///{(Path(folder) / STUDY_FILE).resolve()}"
 
 
-def open_storage(url: str):
+def open_storage(url: str) -> Any:
     """Optuna's RDB storage at `url`; a URL it cannot open, or a database that is not an
     Optuna study database, is a ConfigError (exit 2) that names it."""
-    import sqlalchemy
+    import sqlalchemy  # lazy: imports SQLAlchemy (Optuna's storage)
 
     optuna = import_optuna()
     _check_sqlite_file(url)
@@ -62,14 +69,10 @@ def open_storage(url: str):
         ) from None
 
 
-def _creation_lock(url: str):
+def _creation_lock(url: str) -> Any:
     """Two processes opening a new SQLite file at once would both create its tables (one fails
     on Optuna's schema version): a lock file beside it lets one create, the other then open.
     A database server orders this itself."""
-    import contextlib
-
-    from filelock import FileLock
-
     if not url.startswith("sqlite:///"):
         return contextlib.nullcontext()
     return FileLock(url[len("sqlite:///") :] + ".lock")
@@ -106,8 +109,6 @@ def _check_sqlite_file(url: str) -> None:
 
 
 def _sqlite_tables(path: Path) -> set[str]:
-    import sqlite3
-    from contextlib import closing
 
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -117,9 +118,9 @@ def _sqlite_tables(path: Path) -> set[str]:
     return {name for (name,) in rows}
 
 
-def open_study(spec: TuneSpec, storage_url: str):
+def open_study(spec: TuneSpec, storage_url: str) -> Any:
     """Create the study, or load it to continue; refuses one whose direction differs."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     storage = open_storage(storage_url)
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
@@ -133,7 +134,7 @@ def open_study(spec: TuneSpec, storage_url: str):
     study = optuna.create_study(
         storage=storage,
         study_name=spec.name,
-        direction=spec.direction,
+        direction=cast(Literal["minimize", "maximize"], spec.direction),
         sampler=make_sampler(spec),
         pruner=make_pruner(spec.pruner.__dict__),
         load_if_exists=True,
@@ -146,10 +147,10 @@ def open_study(spec: TuneSpec, storage_url: str):
     return study
 
 
-def make_sampler(spec: TuneSpec, offset: int = 0):
+def make_sampler(spec: TuneSpec, offset: int = 0) -> Any:
     """The seeded sampler; `offset` (the trials the study already holds) is added to the seed,
     so a new study is reproducible from `sampler.seed` and a continued one draws new values."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     sampler, seed = spec.sampler, spec.sampler.seed + offset
     if sampler.kind == "random":
@@ -157,10 +158,10 @@ def make_sampler(spec: TuneSpec, offset: int = 0):
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=sampler.startup_trials)
 
 
-def make_pruner(settings: dict[str, Any]):
+def make_pruner(settings: dict[str, Any]) -> Any:
     """The pruner from the tune file's `pruner:` (a plain dict: it also travels to each trial's
     fit, which asks it whether to stop)."""
-    import optuna
+    import optuna  # lazy: imports Optuna
 
     kind = settings["kind"]
     if kind == "none":
@@ -174,7 +175,7 @@ def make_pruner(settings: dict[str, Any]):
     )
 
 
-def suggest(trial, space: tuple[Param, ...]) -> dict[str, Any]:
+def suggest(trial: Any, space: tuple[Param, ...]) -> dict[str, Any]:
     """The trial's value for each dotted key of the space (a retried trial gets its enqueued
     values back)."""
     values = {}
@@ -188,7 +189,7 @@ def suggest(trial, space: tuple[Param, ...]) -> dict[str, Any]:
     return values
 
 
-def counted(study) -> int:
+def counted(study: Any) -> int:
     """Trials that count towards the budget: complete, pruned, failed for good (a diverged
     fit), and those running now. A trial cut off by a killed process does not count (its retry
     does), nor one waiting in the queue until it is asked."""
@@ -196,19 +197,19 @@ def counted(study) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False) if _counts(t))
 
 
-def _counts(t) -> bool:
-    from optuna.trial import TrialState
+def _counts(t: Any) -> bool:
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     if t.state == TrialState.FAIL:
         return not (t.user_attrs.get("retry") or t.user_attrs.get("surplus"))
     return t.state != TrialState.WAITING
 
 
-def surplus(study, trial, budget: int) -> bool:
+def surplus(study: Any, trial: Any, budget: int) -> bool:
     """Whether `trial`, just asked, is past the budget: two tuners on one study may both see
     room for one more trial and ask at once; the later-numbered one then gives way (failed,
     marked `surplus`, never counted), so the study ends with exactly `budget` trials."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     ahead = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counts(t)]
     if len(ahead) < budget:
@@ -218,19 +219,19 @@ def surplus(study, trial, budget: int) -> bool:
     return True
 
 
-def finished(study) -> list:
-    from optuna.trial import TrialState
+def finished(study: Any) -> list:
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     done = (TrialState.COMPLETE, TrialState.PRUNED)
     return [t for t in study.get_trials(deepcopy=False) if t.state in done]
 
 
-def reconcile(study, spec: TuneSpec, runs_dir: Path) -> list[int]:
+def reconcile(study: Any, spec: TuneSpec, runs_dir: Path) -> list[int]:
     """Make a continued study honest: a trial `running` whose `bnn tune` process is gone (on this
     host) is marked failed, and every trial cut off (killed or interrupted) is enqueued again
     once, with its run (found by its config name in `runs_dir` if its tuner died before hearing
     back) to resume from. Returns the numbers of the trials re-enqueued."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState  # lazy: imports Optuna
 
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.RUNNING and _owner_gone(trial):
@@ -256,19 +257,17 @@ def reconcile(study, spec: TuneSpec, runs_dir: Path) -> list[int]:
 
 
 def _newest_run(runs_dir: Path, config_name: str | None) -> str | None:
-    from bnn_cli.sweep.point import runs_named
 
     found = runs_named(Path(runs_dir), config_name) if config_name else []
     return str(found[-1]) if found else None
 
 
-def _owner_gone(trial) -> bool:
+def _owner_gone(trial: Any) -> bool:
     host, pid = trial.user_attrs.get("host"), trial.user_attrs.get("pid")
     return host == platform.node() and isinstance(pid, int) and not pid_alive(pid)
 
 
 def owner_attrs() -> dict[str, Any]:
-    import os
 
     return {"host": platform.node(), "pid": os.getpid()}
 
@@ -278,6 +277,6 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def set_attrs(study, trial_id: int, attrs: dict[str, Any]) -> None:
+def set_attrs(study: Any, trial_id: int, attrs: dict[str, Any]) -> None:
     for key, value in attrs.items():
         study._storage.set_trial_user_attr(trial_id, key, value)

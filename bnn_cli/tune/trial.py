@@ -13,6 +13,7 @@ from bnn_cli.atomic import atomic_write_json
 from bnn_cli.errors import ConfigError
 from bnn_cli.fit.loop import FitState, Pruned
 from bnn_cli.tune.spec import objective_of
+from bnn_cli.tune.study import make_pruner, open_storage
 
 TRIAL_KEYS = ("storage", "study", "trial_id", "number", "objective", "weights", "pruner")
 
@@ -38,9 +39,7 @@ class TrialReporter:
     the trial is not worth finishing."""
 
     def __init__(self, handle: dict[str, Any]):
-        import optuna
-
-        from bnn_cli.tune.study import make_pruner, open_storage
+        import optuna  # lazy: imports Optuna
 
         storage = open_storage(handle["storage"])
         study = optuna.load_study(
@@ -53,7 +52,7 @@ class TrialReporter:
             self.trial.storage.get_trial(handle["trial_id"]).intermediate_values
         )
 
-    def __call__(self, approx, state: FitState) -> None:
+    def __call__(self, approx: Any, state: FitState) -> None:
         fresh = [
             (row["iteration"], value)
             for row in state.rows

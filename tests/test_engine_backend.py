@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from bnn_cli.config import load_config
-from bnn_cli.fit import backend
+from bnn_cli.engine import backend
 from bnn_cli.train import train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,6 +15,7 @@ from bnn_cli.config import config_from_dict, load_config
 from bnn_cli.models.architecture import param_specs
 from bnn_cli.models.build import build_model
 from bnn_cli.models.priors import factors, resolve_sd, scale_names, scale_shape
+from bnn_cli.posterior import params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,7 @@ def test_per_unit_scales_go_through_the_whole_pipeline(real_data_dir, tmp_path, 
     expected = scale_names(param_specs(config.model), config.prior)
     with np.load(run_dir / "approx.npz") as saved:
         for factor in expected.values():
-            assert saved[f"mu/{factor.key}"].shape == factor.shape
+            assert saved[params.key(params.MU, factor.key)].shape == factor.shape
     run = load_run(run_dir)
     sample = run.approx.sample(3, random_seed=0)
     assert sample.posterior["dense1_w_scale"].shape[2:] == expected["dense1_w_scale"].shape

@@ -7,7 +7,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy.signal import correlate
 
-from bnn_cli.fit import backend
+from bnn_cli.engine import backend
 from bnn_cli.models.ops import FEW_CHANNELS, conv2d_valid, max_pool2d
 
 BACKENDS = ["c", "numba", "jax"]

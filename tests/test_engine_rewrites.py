@@ -6,7 +6,7 @@ import pytensor
 import pytensor.tensor as pt
 from pytensor.compile.mode import get_default_mode
 
-from bnn_cli.fit.rewrites import JOIN_TAG, Float32NormalRV, c_mode
+from bnn_cli.engine.rewrites import JOIN_TAG, Float32NormalRV, c_mode
 
 
 def draw_fn(dtype: str, seed: int, mode):

@@ -9,6 +9,8 @@ the Numba and JAX backends (which bring their own samplers), are untouched.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.compile import optdb
@@ -28,7 +30,7 @@ class Float32NormalRV(NormalRV):
     name = "normal_float32"
 
     @classmethod
-    def rng_fn(cls, rng, loc, scale, size):
+    def rng_fn(cls, rng: Any, loc: Any, scale: Any, size: Any) -> np.ndarray:
         draws = rng.standard_normal(
             size if size is not None else np.broadcast_shapes(np.shape(loc), np.shape(scale)),
             dtype=np.float32,
@@ -39,10 +41,10 @@ class Float32NormalRV(NormalRV):
 
 
 @node_rewriter([NormalRV])
-def float32_normal(fgraph, node):
+def float32_normal(fgraph: Any, node: Any) -> list[Any] | None:
     if type(node.op) is not NormalRV or node.outputs[1].dtype != "float32":
         return None
-    props = node.op._props_dict()
+    props = node.op._props_dict()  # type: ignore[attr-defined]  # PyTensor's Op API, untyped
     new_op = Float32NormalRV(**props)
     return new_op.make_node(*node.inputs).outputs
 
@@ -56,7 +58,7 @@ JOIN_TAG = "bnn_join_flat_gradient"
 JOIN_NAME = "bnn_join_flat_gradient_rewrite"
 
 
-def _zeros_length(var) -> int | None:
+def _zeros_length(var: Any) -> int | None:
     """The length of `var` when it is a 1-d vector of zeros of static length, else None."""
     if var.ndim != 1 or var.type.shape[0] is None:
         return None
@@ -69,7 +71,7 @@ def _zeros_length(var) -> int | None:
     return var.type.shape[0] if _is_zero(value) else None
 
 
-def _is_zero(value) -> bool:
+def _is_zero(value: Any) -> bool:
     if isinstance(value, pt.TensorConstant):  # Alloc's fill value may be a (1,) constant
         return bool(np.all(value.data == 0))
     try:
@@ -78,7 +80,7 @@ def _is_zero(value) -> bool:
         return False
 
 
-def _constant_slice(node, length: int) -> tuple[int, int] | None:
+def _constant_slice(node: Any, length: int) -> tuple[int, int] | None:
     """(start, stop) of a plain 1-d `x[start:stop] += y` with constant bounds, else None."""
     if node.op.set_instead_of_inc or node.inputs[0].ndim != 1 or node.inputs[1].ndim != 1:
         return None  # a broadcast increment (a scalar added to a slice) is not a piece
@@ -94,7 +96,7 @@ def _constant_slice(node, length: int) -> tuple[int, int] | None:
 
 
 @node_rewriter([IncSubtensor])
-def join_disjoint_increments(fgraph, node):
+def join_disjoint_increments(fgraph: Any, node: Any) -> list[Any] | None:
     pieces, var = [], node.outputs[0]
     while var.owner is not None and isinstance(var.owner.op, IncSubtensor):
         length = var.type.shape[0] if var.ndim == 1 else None

@@ -11,12 +11,10 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
-import http.server
 import io
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,91 +28,16 @@ from rich.console import Console
 from bnn_cli.data.datasets import DATASETS, DatasetSpec
 from bnn_cli.data.download import MirrorFailed, download_dataset, verify_file
 from bnn_cli.errors import ConfigError, DataError
-
-FILES = [f.name for f in DATASETS["mnist"].files]
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"  # as in conftest.REAL_DATA_DIR
-TIMEOUT = 0.5  # seconds: short, so the "silent server" cases stay fast
-
-
-class MirrorServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True  # a handler still sleeping must not block the test's teardown
-    files: dict[str, bytes]
-    requests: list[str]
-    delay: float = 0.2  # seconds before each /delay/ answer
-    release: threading.Event
-
-    def url(self, mode: str) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/{mode}/"
-
-    def handle_error(self, request, client_address) -> None:
-        pass  # the client hanging up on a slow body is expected here
-
-
-class MirrorHandler(http.server.BaseHTTPRequestHandler):
-    server: MirrorServer
-
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
-        self.server.requests.append(self.path)
-        mode, _, name = self.path.strip("/").partition("/")
-        body = self.server.files.get(name)
-        if mode == "missing" or body is None:
-            self.send_error(404)
-        elif mode == "good":
-            self.send_body(body)
-        elif mode == "delay":
-            time.sleep(self.server.delay)
-            self.send_body(body)
-        elif mode == "html":
-            self.send_body(b"<!DOCTYPE html><html><body>Moved</body></html>", "text/html")
-        elif mode == "html-octet":
-            self.send_body(b"\n<html><body>Error</body></html>")
-        elif mode == "truncated":
-            self.send_headers(len(body))
-            self.wfile.write(body[: len(body) // 2])  # then the connection closes
-        elif mode == "wrong":
-            self.send_body(gzip.compress(b"\x00\x00\x08\x01\x00\x00\x00\x01\x07"))
-        elif mode == "garbage":
-            self.send_body(b"PK\x03\x04 not what was asked for")
-        elif mode == "silent":
-            self.server.release.wait(10)
-        elif mode == "trickle":
-            self.trickle(body)
-
-    def send_headers(self, length: int, content_type: str = "application/octet-stream") -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(length))
-        self.end_headers()
-
-    def send_body(self, body: bytes, content_type: str = "application/octet-stream") -> None:
-        self.send_headers(len(body), content_type)
-        self.wfile.write(body)
-
-    def trickle(self, body: bytes) -> None:
-        self.send_headers(len(body))
-        for start in range(0, len(body), 256):
-            if self.server.release.wait(0.05):
-                return
-            self.wfile.write(body[start : start + 256])
-            self.wfile.flush()
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def server(monkeypatch):
-    # Never send the test's requests through a proxy the environment may configure.
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    httpd = MirrorServer(("127.0.0.1", 0), MirrorHandler)
-    httpd.files, httpd.requests, httpd.release = {}, [], threading.Event()
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield httpd
-    httpd.release.set()
-    httpd.shutdown()
-    httpd.server_close()
+from tests.download_helpers import (
+    FILES,
+    REAL_MNIST,
+    REPO_ROOT,
+    TIMEOUT,
+    MirrorServer,
+    cli_env,
+    closed_port_url,
+    wait_for_partial,
+)
 
 
 @dataclass
@@ -146,14 +69,6 @@ def mnist(tmp_path, make_synthetic_dataset, server) -> Source:
         source = Source(tmp_path / "source", make_synthetic_dataset(tmp_path / "source"))
     server.files = source.contents()
     return source
-
-
-def closed_port_url() -> str:
-    """A URL on a port that nothing listens on: connections are refused at once."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def plain_console() -> tuple[Console, io.StringIO]:
@@ -380,21 +295,6 @@ def test_two_downloads_at_once_both_succeed_and_fetch_once(tmp_path, server, tin
     assert outputs[1].endswith(f"{FILES[-1]}: verified (cached)\n")
 
 
-def cli_env() -> dict[str, str]:
-    """The real CLI in a subprocess may fall back on the built-in mirrors: a proxy on a closed
-    port makes those fail at once, without touching the network; 127.0.0.1 bypasses it."""
-    dead = closed_port_url().rstrip("/")
-    return {
-        **os.environ,
-        "http_proxy": dead,
-        "https_proxy": dead,
-        "no_proxy": "127.0.0.1,localhost",
-        "HTTP_PROXY": dead,
-        "HTTPS_PROXY": dead,
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-
-
 def cli(data_dir: Path, *mirrors: str) -> subprocess.Popen:
     args = [sys.executable, "-m", "bnn_cli.cli", "download-mnist", "--data-dir", str(data_dir)]
     for mirror in mirrors:
@@ -443,16 +343,6 @@ def test_a_killed_download_leaves_no_file_and_the_next_run_recovers(tmp_path, se
     assert not (target / FILES[0]).exists()
     download_dataset("mnist", tmp_path, [server.url("good")], spec=mnist.spec)
     assert_complete(target, mnist.spec)
-
-
-def wait_for_partial(target: Path, process: subprocess.Popen) -> Path:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and process.poll() is None:
-        partials = list(target.glob(f".{FILES[0]}.partial-*")) if target.is_dir() else []
-        if partials and partials[0].stat().st_size > 0:
-            return partials[0]
-        time.sleep(0.05)
-    raise AssertionError(f"no partial download appeared; CLI said {process.communicate()}")
 
 
 def test_the_cli_fails_with_exit_3_and_one_error_line(tmp_path, server, tiny):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bnn_cli.fit import diagnostics as d
+from bnn_cli.posterior import params
 
 
 def rho_of(sigma):
@@ -13,7 +14,10 @@ def rho_of(sigma):
 
 
 def arrays_with(mu, sigma, name="w"):
-    return {f"mu/{name}": np.asarray(mu, float), f"rho/{name}": rho_of(np.asarray(sigma, float))}
+    return {
+        params.key(params.MU, name): np.asarray(mu, float),
+        params.key(params.RHO, name): rho_of(np.asarray(sigma, float)),
+    }
 
 
 def test_tensor_summaries_median_sigma_and_low_snr_share():

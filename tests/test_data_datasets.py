@@ -8,6 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
+from bnn_cli.config import CHOICES, DATASET_NAMES
 from bnn_cli.data.datasets import (
     DATASETS,
     Splits,
@@ -32,6 +33,11 @@ def test_registry_lists_both_datasets_with_four_files_and_mirrors():
     assert all(f.sha256 and f.gz_sha256 for f in DATASETS["fashion-mnist"].files)
     assert DATASETS["mnist"].mirrors[0] == "https://ossci-datasets.s3.amazonaws.com/mnist/"
     assert len(DATASETS["fashion-mnist"].class_names) == 10
+
+
+def test_every_dataset_a_config_may_name_has_its_spec_and_no_other():
+    assert tuple(DATASETS) == DATASET_NAMES
+    assert CHOICES["data.dataset"] == CHOICES["evaluate.ood"] == DATASET_NAMES
 
 
 def test_data_dir_option_then_environment_then_cache(monkeypatch, tmp_path):

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from bnn_cli.config import Config
 from bnn_cli.errors import RunError
-from bnn_cli.report.compare import collect_row, compare_runs, format_duration
+from bnn_cli.report.compare import collect_row, compare_runs
 from bnn_cli.runs import write_status
 
 
@@ -123,14 +123,6 @@ def test_collect_row_of_a_corrupt_status(tmp_path):
     (tmp_path / "status.json").write_text("{")
     assert collect_row(tmp_path)["problem"] == "status.json is corrupt"
     assert collect_row(tmp_path)["state"] is None
-
-
-@pytest.mark.parametrize(
-    "seconds, text",
-    [(None, "—"), (12.34, "12.3 s"), (245, "4 min 05 s"), (14763, "4 h 06 min"), ("x", "—")],
-)
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
 
 
 def run_cli(*args):
@@ -262,21 +254,6 @@ def test_compare_with_nothing_to_compare_says_why(tmp_path):
         4,
         "error: no run has a config name matching 'resnet*'\n",
     )
-
-
-@pytest.mark.parametrize(
-    ("inference", "objective"),
-    [
-        ({}, "ELBO"),
-        ({"ensemble": 5}, "ELBO, ensemble of 5"),
-        ({"kl_weight": 0.1, "ensemble": 3}, "tempered: KL x0.1, ensemble of 3"),
-        ({"method": "map", "ensemble": 5}, "MAP (no posterior), ensemble of 5"),
-    ],
-)
-def test_the_objective_says_an_ensemble(inference, objective):
-    from bnn_cli.report.compare import describe_objective
-
-    assert describe_objective(inference) == objective
 
 
 def test_a_pruned_run_says_why_it_stopped(tmp_path):

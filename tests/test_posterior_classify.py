@@ -97,7 +97,7 @@ def test_predicting_does_not_import_pymc(tiny_run, pictures):
         "atexit.register(lambda: print('pymc imported:', 'pymc' in sys.modules))\n"
         "sys.argv = ['bnn', *sys.argv[1:]]\n"
         "from bnn_cli.cli import main\n"
-        "main()\n"
+        "raise SystemExit(main())\n"
     )
     paths, _ = pictures
     result = python(
