@@ -30,10 +30,7 @@ def small_fit(prior: dict, kl: str = "analytic", start_sigma: float = 0.05):
     rng = np.random.default_rng(0)
     images, labels = rng.random((16, 28, 28)).astype("float32"), rng.integers(0, 10, 16)
     model = build_model(config, images, labels)
-    specs = param_specs(config.model)
-    fit = fit_advi.make_advi(
-        model, config.inference, 0, (), objective.bound_of(specs, config.prior)
-    )
+    fit = fit_advi.make_advi(model, config.inference, 0, (), objective.bound_of(config))
     return config, fit
 
 

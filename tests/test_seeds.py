@@ -24,4 +24,5 @@ def test_meta_json_records_the_streams_as_before():
         "initial_weights": [5, 1],
         "predictive": [5, 2],
         "minibatch_order": [5, 4],
+        "local_noise": [5, 5],
     }
