@@ -2,6 +2,7 @@
 Carlo KL, against the closed forms they reduce to, and through a real fit."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytensor
@@ -15,7 +16,7 @@ from bnn_cli.models.architecture import ParamSpec, param_specs
 from bnn_cli.models.build import build_model
 from bnn_cli.models.priors import collapsed_posterior, collapsed_scale_draws, factors
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def small_fit(prior: dict, kl: str = "analytic", start_sigma: float = 0.05):

@@ -77,12 +77,10 @@ def kl_term(approx: Any, alpha: float = 1.0, collapsed: dict | None = None) -> A
     collapsed = collapsed or {}
     model = approx.model
     (group,) = approx.groups
-    mu, sigma = group.mean, group.std
     closed, sampled = [], []
     for rv in model.free_RVs:
         name = model.rvs_to_values[rv].name
-        _, where, shape, _ = group.ordering[name]
-        m, s = mu[where].reshape(shape), sigma[where].reshape(shape)
+        m, s = tensor_posterior(group, name)
         if name in collapsed:
             spec, prior = collapsed[name]
             closed.append(collapsed_kl(spec, prior, m, s))
@@ -90,7 +88,7 @@ def kl_term(approx: Any, alpha: float = 1.0, collapsed: dict | None = None) -> A
             loc, scale = rv.owner.op.dist_params(rv.owner)
             closed.append(gaussian_kl(m, s, loc, scale, alpha))
         else:
-            sampled.append((rv, where))
+            sampled.append((rv, group.ordering[name][1]))
     return pt.add(*closed, sampled_kl(approx, sampled)) if closed else sampled_kl(approx, sampled)
 
 
@@ -183,10 +181,16 @@ def local_logits(approx: Any, model_config: ModelConfig, seed: int) -> Any:
     noise = NoiseStream(seed)
     tensors = {}
     for spec in param_specs(model_config):
-        _, where, shape, _ = group.ordering[spec.name]
-        mean, sd = group.mean[where].reshape(shape), group.std[where].reshape(shape)
+        mean, sd = tensor_posterior(group, spec.name)
         tensors[spec.name] = Gaussian(mean, sd**2, noise)
     return forward(approx.model[IMAGES_BATCH], tensors, model_config)
+
+
+def tensor_posterior(group: Any, name: str) -> tuple[Any, Any]:
+    """Variable `name`'s mean-field means and standard deviations, shaped as the variable:
+    its slice of the group's flat vectors."""
+    _, where, shape, _ = group.ordering[name]
+    return group.mean[where].reshape(shape), group.std[where].reshape(shape)
 
 
 def logits_of(obs: Any) -> Any:

@@ -209,17 +209,13 @@ def prior_scale_draws(
     rng = seeds.stream(config.seed, seeds.PRIOR_SCALES)
     specs = param_specs(config.model)
     if is_collapsed(config.prior):
-        return {
-            spec.name + SCALE_SUFFIX: collapsed_scale_draws(
-                spec,
-                config.prior,
-                mean_and_sd(arrays, spec.name)[0].reshape(spec.shape),
-                mean_and_sd(arrays, spec.name)[1].reshape(spec.shape),
-                draws,
-                rng,
+        out = {}
+        for spec in specs:
+            mu, sigma = (part.reshape(spec.shape) for part in mean_and_sd(arrays, spec.name))
+            out[spec.name + SCALE_SUFFIX] = collapsed_scale_draws(
+                spec, config.prior, mu, sigma, draws, rng
             )
-            for spec in specs
-        }
+        return out
     return {
         name: log_normal_draws(arrays, factor.key, rng, draws)
         for name, factor in scale_names(specs, config.prior).items()
