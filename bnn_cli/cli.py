@@ -206,8 +206,6 @@ def train(
     with that run from its last validation. The run directory's path is the last line of
     standard output.
     """
-    from bnn_cli.train import train_and_evaluate
-
     if (config_path is None) == (resume_dir is None):
         raise click.UsageError(
             "give CONFIG.yaml to train a new run, or --resume RUN_DIR to go on with one "
@@ -230,6 +228,8 @@ def train(
     if address and executor != "ray":
         raise click.UsageError("--address needs --executor ray")
     how = {"executor": executor or "local", "jobs": jobs, "address": address}
+    from bnn_cli.train import train_and_evaluate  # after the checks: a bad config stays instant
+
     extra = []
     if tune_trial:
         from bnn_cli.tune.trial import TrialReporter, read_handle

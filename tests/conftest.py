@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +44,31 @@ def real_fashion_dir(real_data_dir) -> Path:
     if missing:
         pytest.skip(f"real Fashion-MNIST files not found in {folder}: {missing}")
     return real_data_dir
+
+
+JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
+XLA_CACHE_KEY = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One persistent XLA compilation cache for the session: its test workers and every CLI
+    process they start compile the same small graphs hundreds of times, and XLA's compile is
+    most of a tiny fit's time. JAX's own cache (keyed on the graph, the options and the
+    versions), in a fresh folder per session, so no run of the suite sees another's. Set on
+    the controller before pytest-xdist starts its workers, which inherit the environment."""
+    if hasattr(config, "workerinput") or JAX_CACHE in os.environ:
+        return
+    folder = tempfile.mkdtemp(prefix="bnn-tests-xla-")
+    os.environ[JAX_CACHE] = folder
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # tiny graphs too
+    config.stash[XLA_CACHE_KEY] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(XLA_CACHE_KEY, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        del os.environ[JAX_CACHE]
 
 
 SyntheticFactory = Callable[..., DatasetSpec]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from scipy import ndimage
 
 from bnn_cli.config import CHOICES
 
@@ -18,6 +17,8 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
     """(n, 28, 28) images rotated counter-clockwise by `angle` degrees about their centre,
     bilinear, in their own frame: what leaves the 28x28 square is cut, what enters it is black.
     Angle 0 gives the images unchanged."""
+    from scipy import ndimage  # lazy: a quarter second to import, for rotated images only
+
     out = ndimage.rotate(images, angle, axes=(2, 1), reshape=False, order=1, mode="constant")
     return np.clip(out, 0.0, 1.0).astype(images.dtype, copy=False)
 

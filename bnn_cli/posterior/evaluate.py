@@ -21,7 +21,6 @@ from bnn_cli.data.shift import SHIFTS, shifted
 from bnn_cli.errors import ConfigError
 from bnn_cli.posterior import params, threshold
 from bnn_cli.posterior.arviz_files import write_predictive
-from bnn_cli.posterior.predictive import compile_predict, mixture
 from bnn_cli.report import metrics as m
 from bnn_cli.report.fit_report import OodSet, ood_results
 from bnn_cli.report.metrics import shift_row
@@ -175,6 +174,9 @@ class PosteriorPredictive:
         self.model, self.sources, self.console = model, sources, console
         self.chunk_size = chunk_size
         self.draws = sum(source.draws for source in sources)
+        # lazy: PyTensor and JAX load here, so a run that cannot be evaluated is refused at once
+        from bnn_cli.posterior.predictive import compile_predict
+
         self.fn = compile_predict(model, mode)
 
     def slices(self) -> list[slice]:
@@ -185,6 +187,8 @@ class PosteriorPredictive:
     def __call__(self, images: np.ndarray, label: str = "") -> np.ndarray:
         title = f"posterior predictive{' ' + label if label else ''}"
         columns = (MofNCompleteColumn(), TimeRemainingColumn())
+        from bnn_cli.posterior.predictive import mixture  # lazy, as in __init__
+
         with progress_bar(self.console, title, *columns) as progress:
             task = progress.add_task("draws", total=self.draws)
             return mixture(

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from scipy.special import xlogy
 
 NLL_FLOOR = 1e-12  # a probability of exactly 0 for the true class would make the NLL infinite
@@ -162,6 +161,8 @@ def auroc(scores: np.ndarray, positives: np.ndarray) -> float:
     n_neg = positives.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
+    from scipy import stats  # lazy: half a second to import, and most commands never need it
+
     ranks = stats.rankdata(scores)  # ties get their average rank
     u = ranks[positives].sum() - n_pos * (n_pos + 1) / 2
     return float(u / (n_pos * n_neg))
@@ -246,6 +247,8 @@ def chi_square(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     observed = np.stack([np.bincount(row, minlength=n_classes) for row in draw_labels])
     terms = (observed[:, present] - expected[present]) ** 2 / expected[present]
     statistic = float(terms.sum(axis=1).mean())
+    from scipy import stats  # lazy, as in auroc
+
     p_value = float(stats.chi2.sf(statistic, df=int(present.sum()) - 1))
     return statistic, p_value
 
