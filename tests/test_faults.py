@@ -1017,8 +1017,8 @@ class Trained:
 # The tests on `trained` share its runs directory, in this file's order, on one test worker
 # (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did. The
 # fixture lives for the session: a worker that runs other files' tests between these keeps it.
-# (pytest-xdist 3.8 under pytest 9.2 ignores the group, pytest-dev/pytest-xdist#1386: each
-# worker that gets one of these tests then trains its own pair, as a module fixture did.)
+# (pytest 9.2.0 makes pytest-xdist ignore the group, pytest-dev/pytest-xdist#1386, which is why
+# pyproject.toml leaves it out: each worker that got one of these tests would train its own pair.)
 ON_THE_TRAINED_RUNS = pytest.mark.xdist_group("faults-trained")
 
 
