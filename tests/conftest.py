@@ -71,6 +71,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         del os.environ[JAX_CACHE]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests (real fits, CLI processes) first, each file's in its own order: pytest-xdist
+    hands out tests in this order, so the long ones start at once and the short ones fill the
+    workers at the end, instead of one long test left running alone. Every worker sorts the
+    same collection the same way, as pytest-xdist requires."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 SyntheticFactory = Callable[..., DatasetSpec]
 
 
