@@ -47,6 +47,7 @@ def real_fashion_dir(real_data_dir) -> Path:
 
 
 JAX_CACHE = "JAX_COMPILATION_CACHE_DIR"
+JAX_CACHE_MIN_TIME = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 XLA_CACHE_KEY = pytest.StashKey[str]()
 
 
@@ -60,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     folder = tempfile.mkdtemp(prefix="bnn-tests-xla-")
     os.environ[JAX_CACHE] = folder
-    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # tiny graphs too
+    os.environ[JAX_CACHE_MIN_TIME] = "0"  # tiny graphs too
     config.stash[XLA_CACHE_KEY] = folder
 
 
@@ -68,7 +69,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     folder = config.stash.get(XLA_CACHE_KEY, None)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
-        del os.environ[JAX_CACHE]
+        for name in (JAX_CACHE, JAX_CACHE_MIN_TIME):  # the environment as the session found it
+            os.environ.pop(name, None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
