@@ -33,8 +33,9 @@ def test_make_setup_installs_from_the_lock():
     out = subprocess.run(
         ["make", "-n", "-B", "setup"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    assert "pip install -r requirements.lock" in out
-    assert "pip install --no-deps -e ." in out
+    assert "uv pip install -r requirements.lock --python .venv/bin/python" in out
+    assert "uv pip install --no-deps -e . --python .venv/bin/python" in out
+    assert "uv pip check --python .venv/bin/python" in out
     makefile = (ROOT / "Makefile").read_text()
     assert "$(BIN)/bnn: pyproject.toml $(LOCK)" in makefile
 
