@@ -174,6 +174,23 @@ def test_which_runs_a_sweep_resumes(tmp_path):
     assert not resume.can_resume(tmp_path / "f", CONFIG)
 
 
+def test_why_a_run_cannot_be_resumed(tmp_path):
+    here = {"host": platform.node()}
+    live = run_with_checkpoint(tmp_path / "live", "running", pid=os.getpid(), **here)
+    assert resume.why_not_resumable(live, CONFIG) == f"its process {os.getpid()} is still running"
+    done = run_with_checkpoint(tmp_path / "done", "complete")
+    assert resume.why_not_resumable(done, CONFIG) == "it is complete"
+    other = config_from_dict({"seed": 1})
+    assert resume.why_not_resumable(done, other) == "it is complete"
+    cut = run_with_checkpoint(tmp_path / "cut", "interrupted")
+    assert resume.why_not_resumable(cut, other) == (
+        "its checkpoint was written with another configuration"
+    )
+    assert resume.why_not_resumable(cut, CONFIG) is None
+    (cut / "checkpoint.npz").unlink()
+    assert resume.why_not_resumable(cut, CONFIG) == "no readable checkpoint (FileNotFoundError)"
+
+
 def test_discard_removes_the_checkpoint_and_tolerates_its_absence(tmp_path):
     run_with_checkpoint(tmp_path / "run", "running")
     assert resume.exists(tmp_path / "run")

@@ -132,7 +132,7 @@ def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_on
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE]
     assert trials[0].value == first.value and trials[0].datetime_complete == first.datetime_complete
     assert trials[2].user_attrs["retry_of"] == 1 and trials[2].params == trials[1].params
-    assert trials[2].user_attrs["run_dir"] == str(cut_run)  # resumed, not started over
+    assert trials[2].user_attrs["run_dir"] == str(cut_run), done.stderr  # resumed, not redone
     assert sorted(trials[2].intermediate_values) == list(range(20, 401, 20))  # earlier ones too
     assert read_status(cut_run)["state"] == "complete"
     assert len(list(runs.glob("*-tune-t*"))) == 2

@@ -117,6 +117,27 @@ def test_a_trial_whose_tuner_died_is_failed_and_retried_once_from_its_run(tmp_pa
     assert studies.suggest(retry, spec.space) == params
 
 
+def test_a_cut_trial_whose_run_cannot_go_on_is_retried_from_scratch_and_says_why(tmp_path, spec):
+    study = studies.open_study(spec, studies.default_storage(tmp_path))
+    first, second = study.ask(), study.ask()
+    for trial in (first, second):
+        studies.suggest(trial, spec.space)
+    runs = tmp_path / "runs"
+    foreign = create_run_dir(runs, "tune-t0000")
+    write_status(foreign, "interrupted")
+    write_checkpoint(foreign, spec.config_for({}, "another"))
+    for trial, name in ((first, "tune-t0000"), (second, "tune-t0001")):  # t0001: no run at all
+        attrs = {**studies.owner_attrs(), "pid": dead_pid(), "config_name": name}
+        studies.set_attrs(study, trial._trial_id, attrs)
+
+    assert studies.reconcile(study, spec, runs) == [0, 1]
+    retries = [t.user_attrs for t in study.get_trials()[2:]]
+    assert retries == [
+        {"retry_of": 0, "started_over": "its checkpoint was written with another configuration"},
+        {"retry_of": 1, "started_over": "its run was not found"},
+    ]
+
+
 def test_a_trial_of_a_live_tuner_is_left_running(tmp_path, spec):
     study = studies.open_study(spec, studies.default_storage(tmp_path))
     trial = study.ask()

@@ -167,6 +167,12 @@ def can_resume(run_dir: Path, config: Config) -> bool:
     """Whether `bnn train --resume run_dir` would go on with this config's fit: a run cut off
     (interrupted, pruned, failed, or killed: `running` with its process gone) after its first
     checkpoint, written with this very configuration. For a sweep's or an ensemble's points."""
+    return why_not_resumable(run_dir, config) is None
+
+
+def why_not_resumable(run_dir: Path, config: Config) -> str | None:
+    """What keeps `can_resume` from going on with the run (None: nothing), for a tuner to say
+    why a cut-off trial starts over."""
     try:
         status = store.read_status(run_dir, missing_ok=True)
         path = Path(run_dir) / FILE_NAME
@@ -174,12 +180,14 @@ def can_resume(run_dir: Path, config: Config) -> bool:
             written_with = json.loads(str(npz[META]))["config_sha256"]
     except (RunError, OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
         logger.debug("%s cannot be resumed: %s", run_dir, exc)
-        return False
+        return f"no readable checkpoint ({type(exc).__name__})"
     if status is None or status["state"] == "complete":
-        return False
+        return "it has no status" if status is None else "it is complete"
     if status["state"] == "running" and not store.process_gone(status):
-        return False  # still being trained
-    return written_with == config_hash(config)
+        return f"its process {status.get('pid')} is still running"
+    if written_with != config_hash(config):
+        return "its checkpoint was written with another configuration"
+    return None
 
 
 def load(run_dir: Path) -> Saved:

@@ -182,6 +182,12 @@ class Workers:
         attrs = {**studies.owner_attrs(), "config_name": name}
         if resume:
             attrs["run_dir"] = resume
+        elif "started_over" in trial.user_attrs:
+            self.console.print(
+                f"  trial {trial.number} (retry of trial {trial.user_attrs.get('retry_of')}) "
+                f"starts over: {escape(trial.user_attrs['started_over'])}",
+                highlight=False,
+            )
         studies.set_attrs(result.study, trial._trial_id, attrs)
         task = self._task(trial, name, params, resume)
         outcome = runner(task)

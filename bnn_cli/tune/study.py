@@ -3,8 +3,8 @@ Optuna takes), the seeded sampler and the pruner, and the bookkeeping that lets 
 continued: which trials count towards the budget, and which were cut off and are retried.
 
 A trial's user attributes say where its fit lives (`run_dir`), which `bnn tune` process runs it
-(`host`, `pid`), and, for a retried trial, the run it resumes (`resume`) and the trial it
-replaces (`retry_of`)."""
+(`host`, `pid`), and, for a retried trial, the trial it replaces (`retry_of`) and the run it
+resumes (`resume`), or why it starts over (`started_over`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from filelock import FileLock
 
 from bnn_cli.atomic import pid_alive
 from bnn_cli.errors import ConfigError
-from bnn_cli.fit.resume import can_resume
+from bnn_cli.fit.resume import why_not_resumable
 from bnn_cli.sweep.point import runs_named
 from bnn_cli.tune.spec import Param, TuneSpec
 
@@ -249,8 +249,13 @@ def reconcile(study: Any, spec: TuneSpec, runs_dir: Path) -> list[int]:
             name = trial.user_attrs.get("config_name")
             run_dir = trial.user_attrs.get("run_dir") or _newest_run(runs_dir, name)
             # `bnn train --resume`'s own test: cut off after a checkpoint of this very config
-            if run_dir and name and can_resume(Path(run_dir), spec.config_for(trial.params, name)):
+            why: str | None = "its run was not found"
+            if run_dir and name:
+                why = why_not_resumable(Path(run_dir), spec.config_for(trial.params, name))
+            if why is None:
                 attrs["resume"] = run_dir
+            else:
+                attrs["started_over"] = why
             study.enqueue_trial(trial.params, user_attrs=attrs)
             again.append(trial.number)
     return again
