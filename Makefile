@@ -18,13 +18,15 @@ $(UV):
 	$(PYTHON) -m venv $(UV_TOOL)
 	$(UV_TOOL)/bin/pip install -q uv==$(UV_VERSION)
 
-# The venv keeps its own pip, for installs by hand (a CUDA build of JAX, say).
+# The venv keeps its own pip, for installs by hand (a CUDA build of JAX, say). The bytecode is
+# compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (as on CI images), every
+# process would otherwise compile the modules it imports anew, each time.
 $(BIN)/bnn: pyproject.toml $(LOCK) | $(UV)
 	$(PYTHON) -m venv $(VENV)
 ifeq ($(LOCK),)
-	$(UV) pip install -e '.[test,ray]' --python $(BIN)/python
+	$(UV) pip install --compile-bytecode -e '.[test,ray]' --python $(BIN)/python
 else
-	$(UV) pip install -r $(LOCK) --python $(BIN)/python
+	$(UV) pip install --compile-bytecode -r $(LOCK) --python $(BIN)/python
 	$(UV) pip install --no-deps -e . --python $(BIN)/python
 	$(UV) pip check --python $(BIN)/python
 endif

@@ -33,7 +33,7 @@ def test_make_setup_installs_from_the_lock():
     out = subprocess.run(
         ["make", "-n", "-B", "setup"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout
-    assert "uv pip install -r requirements.lock --python .venv/bin/python" in out
+    assert "uv pip install --compile-bytecode -r requirements.lock --python .venv/bin/python" in out
     assert "uv pip install --no-deps -e . --python .venv/bin/python" in out
     assert "uv pip check --python .venv/bin/python" in out
     makefile = (ROOT / "Makefile").read_text()
