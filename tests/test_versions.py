@@ -38,6 +38,9 @@ def test_make_setup_installs_from_the_lock():
     assert "uv pip check --python .venv/bin/python" in out
     makefile = (ROOT / "Makefile").read_text()
     assert "$(BIN)/bnn: pyproject.toml $(LOCK)" in makefile
+    # `bench` is also a folder: not phony, `make bench` would call it up to date and do nothing
+    (phony,) = [line.split()[1:] for line in makefile.splitlines() if line.startswith(".PHONY:")]
+    assert {"setup", "check", "test", "demo", "bench", "lock"} <= set(phony)
 
 
 def test_lock_status_names_what_differs(tmp_path, monkeypatch):
