@@ -1,8 +1,11 @@
 """The figures on awkward inputs; the report tests cover the ordinary case."""
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from PIL import Image
 
 from bnn_cli.report import metrics, plots
 
@@ -24,6 +27,42 @@ def test_render_closes_its_figure_even_on_error():
     with pytest.raises(RuntimeError):
         plots.render(broken, figsize=(2, 2))
     assert plt.get_fignums() == []
+
+
+def size_of(png: bytes) -> tuple[int, int]:
+    return Image.open(io.BytesIO(png)).size
+
+
+def savefig_tight(draw) -> bytes:
+    fig = plt.figure(figsize=(4, 3), dpi=plots.DPI)
+    draw(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=plots.DPI, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def labelled(fig, labelpad=4.0):
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1])
+    ax.set_xlabel("a label with descenders: (gjpqy)", labelpad=labelpad)
+    ax.set_title("title")
+
+
+@pytest.mark.parametrize(
+    "labelpad", [4.0, 26.0, 60.0], ids=["inside", "touching the edge", "beyond the edge"]
+)
+def test_one_drawing_frames_the_figure_as_tight_does(labelpad):
+    """Trimmed to the ink plus savefig's padding, within a few pixels of tight's frame (tight
+    measures text boxes, not ink); a label pushed past the canvas is kept, as tight keeps it."""
+    ours = plots.render(lambda fig: labelled(fig, labelpad), figsize=(4, 3))
+    width, height = size_of(ours)
+    tight_width, tight_height = size_of(savefig_tight(lambda fig: labelled(fig, labelpad)))
+    assert abs(width - tight_width) <= 4 and abs(height - tight_height) <= 4
+    pixels = np.asarray(Image.open(io.BytesIO(ours)).convert("RGB"))
+    assert (pixels[-5:] == 255).all()  # the padding below the label is there, white
+    if labelpad == 60.0:
+        assert height > 3 * plots.DPI  # grown past the 300-pixel canvas to hold the label
 
 
 def test_elbo_with_negative_and_nan_losses_and_no_validation():
