@@ -21,11 +21,12 @@ $(UV):
 	$(PYTHON) -m venv $(UV_TOOL)
 	$(UV_TOOL)/bin/pip install -q uv==$(UV_VERSION)
 
-# The venv keeps its own pip, for installs by hand (a CUDA build of JAX, say). The bytecode is
-# compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (as on CI images), every
-# process would otherwise compile the modules it imports anew, each time.
+# The venv keeps its own pip, for installs by hand (a CUDA build of JAX, say): uv seeds it (0.5 s,
+# where `python -m venv` took 3.6). The bytecode is compiled at install, as pip does: where
+# PYTHONDONTWRITEBYTECODE is set (as on CI images), every process would otherwise compile the
+# modules it imports anew, each time.
 $(BIN)/bnn: pyproject.toml $(LOCK) | $(UV)
-	$(PYTHON) -m venv $(VENV)
+	$(UV) venv -q --seed --allow-existing --python $(PYTHON) $(VENV)
 ifeq ($(LOCK),)
 	$(UV) pip install --compile-bytecode -e '.[test,ray]' --python $(BIN)/python
 else
