@@ -49,7 +49,7 @@ def render(draw: Callable[..., None], *args: Any, figsize: tuple[float, float]) 
 def tight_png(fig: Figure) -> bytes:
     """The figure as PNG, trimmed to what is drawn plus savefig's padding: the picture
     `savefig(bbox_inches="tight")` gives, from one drawing instead of two (tight lays the whole
-    figure out and measures it, then draws it again: a third of a report's plotting time). The
+    figure out and measures it, then draws it again: a quarter of a report's plotting time). The
     drawing takes in a margin around the canvas, so a label pushed past an edge still shows, as
     it does with tight; anything further out gets tight's own."""
     width, height = fig.get_size_inches()
