@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -15,7 +19,9 @@ import pytest
 from filelock import FileLock
 from rich.console import Console
 
+from bnn_cli.cli import main
 from bnn_cli.config import load_config
+from bnn_cli.console import Environment
 from bnn_cli.data.datasets import DATASETS, DatasetSpec, FileSpec
 from bnn_cli.data.idx import idx_bytes, write_idx
 from bnn_cli.train import train_and_evaluate
@@ -180,3 +186,49 @@ def server(monkeypatch):
     httpd.release.set()
     httpd.shutdown()
     httpd.server_close()
+
+
+BnnHere = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def bnn_here(monkeypatch) -> BnnHere:
+    """`bnn ARGS...` run through `cli.main` in the test's own process, for a test about what a
+    command does rather than about the process (signals, start-up, an installed entry point):
+    the same parsing, error boundary and exit codes, without a process that imports PyMC and
+    compiles its graphs again (about 5 s of CPU each). `cwd` and keyword environment variables
+    (None: unset) hold for the one call. What the command changes in this process is put back:
+    PyTensor's backend, the signal handlers `main` installs, the root logger."""
+
+    def run(*args: object, cwd: Path | None = None, **environ: str | None):
+        out, err = io.StringIO(), io.StringIO()
+        env = Environment(Console(file=out, soft_wrap=True), Console(file=err, soft_wrap=True))
+        handlers = {
+            sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        root = logging.getLogger()
+        logger_state = (root.level, list(root.handlers))
+        argv = [str(a) for a in args]
+        try:
+            with monkeypatch.context() as patch:
+                if cwd is not None:
+                    patch.chdir(cwd)
+                for name, value in environ.items():
+                    if value is None:
+                        patch.delenv(name, raising=False)
+                    else:
+                        patch.setenv(name, value)
+                code = main(argv, env=env)
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+            root.setLevel(logger_state[0])
+            root.handlers[:] = logger_state[1]
+            from bnn_cli.engine import backend
+
+            backend.configure("float32", "c")  # the suite's, as _pytensor_backend set it
+        return subprocess.CompletedProcess(
+            ["bnn", *argv], int(code), out.getvalue(), err.getvalue()
+        )
+
+    return run

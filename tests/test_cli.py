@@ -1,6 +1,7 @@
 """The command line itself: help that explains every option, and click's usage errors in the
 same one-line `error:` form (exit 2) as every other configuration error."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -32,9 +33,15 @@ def bnn(*args):
     )
 
 
+@functools.cache
+def help_text(command: str) -> str:
+    """`bnn COMMAND --help` as a terminal-less process prints it, once per test process."""
+    return bnn(command, "--help").stdout
+
+
 def option_help(command: str, option: str) -> str:
     """One option's entry in the rendered `--help`, joined into one line."""
-    text = bnn(command, "--help").stdout
+    text = help_text(command)
     options = text[text.index("Options:") :].split("\n\n")[0]
     entries = options.split("\n  -")
     (entry,) = [e for e in entries if e.lstrip("-").startswith(option.lstrip("-"))]
@@ -66,7 +73,7 @@ def test_every_option_says_what_it_does_and_its_default(command):
     "command", ["train", "evaluate", "sweep", "download-mnist", "compare", "tune"]
 )
 def test_help_ends_with_examples(command):
-    text = bnn(command, "--help").stdout
+    text = help_text(command)
     examples = text[text.index("Examples:") :].splitlines()[1:]
     assert 2 <= len(examples) <= 3
     assert all(f"bnn {command}" in line for line in examples)

@@ -1,16 +1,11 @@
 """Rotated test images: the transform, and `bnn evaluate --shift rotate` on real MNIST."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bnn_cli.data.shift import ROTATION_ANGLES, rotate, shifted
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_rotation_angles_are_ovadias():
@@ -34,14 +29,9 @@ def test_shifted_yields_every_angle_and_refuses_an_unknown_shift():
         list(shifted("blur", images))
 
 
-def bnn(*args) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "bnn_cli.cli", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False)
-
-
 @pytest.mark.slow
-def test_evaluate_shift_rotate_on_a_real_run(own_tiny_run, real_data_dir, tmp_path):
-    run = own_tiny_run
+def test_evaluate_shift_rotate_on_a_real_run(own_tiny_run, real_data_dir, tmp_path, bnn_here):
+    run, bnn = own_tiny_run, bnn_here
     no_curves = bnn("compare", run, "--plot-shift", tmp_path / "none.png")
     assert no_curves.returncode == 2, no_curves.stderr
     assert "none of the runs was evaluated with --shift rotate" in no_curves.stderr
@@ -66,6 +56,6 @@ def test_evaluate_shift_rotate_on_a_real_run(own_tiny_run, real_data_dir, tmp_pa
     assert (tmp_path / "shift.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_an_unknown_shift_exits_2(tmp_path):
-    unknown = bnn("evaluate", tmp_path, "--shift", "blur")
+def test_an_unknown_shift_exits_2(tmp_path, bnn_here):
+    unknown = bnn_here("evaluate", tmp_path, "--shift", "blur")
     assert unknown.returncode == 2 and "'blur' is not 'rotate'" in unknown.stderr

@@ -1,17 +1,11 @@
 """predictive.nc: what it holds, that ArviZ opens it as it is, and `bnn evaluate
 --save-predictive` on a real run (and nothing written without the flag)."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from bnn_cli.posterior.arviz_files import write_predictive
 from tests.conftest import REAL_DATA_DIR
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_written_file_opens_with_arviz(tmp_path):
@@ -44,16 +38,13 @@ def test_a_fixed_prior_run_has_no_posterior_group(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_save_predictive_on_a_real_run(own_tiny_run):
+def test_evaluate_save_predictive_on_a_real_run(own_tiny_run, bnn_here):
     import arviz as az
 
     from bnn_cli.data.datasets import load_splits
 
-    result = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(own_tiny_run), "--draws", "3",
-         "--split", "val", "--save-predictive", "--data-dir", str(REAL_DATA_DIR)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
-    )  # fmt: skip
+    common = (own_tiny_run, "--draws", "3", "--data-dir", REAL_DATA_DIR)
+    result = bnn_here("evaluate", *common, "--split", "val", "--save-predictive")
     assert result.returncode == 0, result.stderr
     idata = az.from_netcdf(own_tiny_run / "predictive.nc")
     assert idata.predictions["probs"].shape == (1, 3, 1000, 10)
@@ -62,10 +53,6 @@ def test_evaluate_save_predictive_on_a_real_run(own_tiny_run):
     np.testing.assert_allclose(idata.predictions["probs"].sum("class").values, 1.0, rtol=1e-5)
     assert "posterior" not in idata.groups()  # a fixed prior: no scales
     (own_tiny_run / "predictive.nc").unlink()
-    again = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(own_tiny_run), "--draws", "3",
-         "--data-dir", str(REAL_DATA_DIR)],
-        capture_output=True, text=True, timeout=300, check=False, cwd=ROOT,
-    )  # fmt: skip
+    again = bnn_here("evaluate", *common)
     assert again.returncode == 0, again.stderr
     assert not (own_tiny_run / "predictive.nc").exists()

@@ -68,9 +68,9 @@ def pictures(tiny_run, tmp_path_factory) -> tuple[list[Path], np.ndarray]:
 
 
 @pytest.mark.slow
-def test_predict_real_digits_saved_as_pictures(tiny_run, pictures):
+def test_predict_real_digits_saved_as_pictures(tiny_run, pictures, bnn_here):
     paths, labels = pictures
-    result = bnn("predict", tiny_run, *paths, "--json", "--data-dir", REAL_DATA_DIR)
+    result = bnn_here("predict", tiny_run, *paths, "--json", "--data-dir", REAL_DATA_DIR)
     assert result.returncode == 0, result.stderr
     assert "warning: --json is deprecated; use --format json" in result.stderr
     document = json.loads(result.stdout)
@@ -144,16 +144,16 @@ def test_the_threshold_is_the_95th_percentile_on_validation_and_is_cached(own_ti
 
 
 @pytest.mark.slow
-def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path):
+def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path, bnn_here):
     good = pictures[0][0]
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "notes.png").write_text("not a picture")
     bad = [tmp_path / "empty.png", tmp_path / "notes.png"]
-    stopped = bnn("predict", tiny_run, good, *bad, "--data-dir", REAL_DATA_DIR)
+    stopped = bnn_here("predict", tiny_run, good, *bad, "--data-dir", REAL_DATA_DIR)
     assert stopped.returncode == 3 and stopped.stdout == ""
     assert stopped.stderr.strip() == f"error: '{bad[0]}' is empty (0 bytes)"
 
-    kept = bnn(
+    kept = bnn_here(
         "predict",
         tiny_run,
         good,
@@ -175,7 +175,7 @@ def test_bad_images_exit_3_naming_the_file(tiny_run, pictures, tmp_path):
         "error: 2 of 3 files could not be read (see above)",
     ]
 
-    nothing = bnn("predict", tiny_run, *bad, "--keep-going")
+    nothing = bnn_here("predict", tiny_run, *bad, "--keep-going")
     assert nothing.returncode == 3 and nothing.stdout == ""
     assert nothing.stderr.strip().splitlines()[-1] == (
         "error: none of the 2 files could be read; nothing to predict"

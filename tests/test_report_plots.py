@@ -5,6 +5,7 @@ import io
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from PIL import Image
 
 from bnn_cli.report import metrics, plots
@@ -80,6 +81,42 @@ def test_uncertain_digits_with_few_flat_images():
     images = np.random.default_rng(1).random((3, 784))  # flat vectors, fewer than 16
     png = plots.uncertain_digits_png(images, pred, [str(c) for c in range(10)])
     assert png.startswith(PNG_SIGNATURE)
+
+
+def pixels_of(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).reshape(-1, 3)
+
+
+def has_colour(pixels: np.ndarray, colour: str) -> bool:
+    rgb = np.round(np.asarray(to_rgb(colour)) * 255)
+    return bool((np.abs(pixels - rgb).max(axis=1) <= 2).any())
+
+
+def test_uncertain_digits_colour_the_true_class_and_a_wrong_guess():
+    """Green bars for the true class; red (a bar and the caption) only where a guess is wrong."""
+    rng = np.random.default_rng(2)
+    probs = np.full((2, 4, 10), 0.05) + rng.random((2, 4, 10)) * 0.01
+    probs[:, np.arange(4), [1, 2, 3, 4]] += 0.5  # predicted: 1, 2, 3, 4
+    probs /= probs.sum(axis=2, keepdims=True)
+    images = rng.random((4, 28, 28))
+    names = [str(c) for c in range(10)]
+    right = plots.uncertain_digits_png(
+        images, metrics.summarize(probs, np.array([1, 2, 3, 4])), names
+    )
+    wrong = plots.uncertain_digits_png(
+        images, metrics.summarize(probs, np.array([1, 2, 3, 5])), names
+    )
+    assert has_colour(pixels_of(right), plots.CORRECT)
+    assert not has_colour(pixels_of(right), plots.WRONG)
+    assert has_colour(pixels_of(wrong), plots.WRONG)
+
+
+def test_margins_are_in_inches():
+    fig = plt.figure(figsize=(10, 5))
+    ax = fig.add_subplot()
+    plots.margins(fig, left=1.0, right=0.5, bottom=0.25, top=1.0)
+    assert ax.get_position().bounds == pytest.approx((0.1, 0.05, 0.85, 0.75))
+    plt.close(fig)
 
 
 def test_confusion_of_a_single_image():

@@ -15,6 +15,9 @@ from bnn_cli.report import metrics
 from bnn_cli.report.render import PER_CLASS_COLUMNS, write_report
 from bnn_cli.runs.files import read_elbo_csv
 
+# One worker builds the module's report and runs every test that reads it.
+pytestmark = pytest.mark.xdist_group("report-render")
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 COMMON_PLOTS = {
     "reliability.png",

@@ -2,10 +2,7 @@
 --data-dir is evaluated and answers `bnn predict` without it."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,24 +32,22 @@ def test_the_data_dir_falls_back_to_the_recorded_one(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(own_tiny_run, tmp_path):
+def test_a_run_trained_with_data_dir_is_evaluated_and_predicts_without_it(
+    own_tiny_run, tmp_path, bnn_here
+):
     copy = own_tiny_run
     meta = json.loads((copy / "meta.json").read_text())
     assert meta["data_dir"] == str(REAL_DATA_DIR.resolve())
     (copy / "uncertainty_threshold.json").unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "BNN_DATA_DIR"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
+    elsewhere = {"BNN_DATA_DIR": None, "XDG_CACHE_HOME": str(tmp_path / "empty-cache")}
     np.save(tmp_path / "digit.npy", np.zeros((28, 28), np.float32))
-    for args in (["evaluate", str(copy), "--draws", "2"], ["predict", str(copy), "digit.npy"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "bnn_cli.cli", *args],
-            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
-        )  # fmt: skip
+    for args in (["evaluate", copy, "--draws", "2"], ["predict", copy, "digit.npy"]):
+        result = bnn_here(*args, cwd=tmp_path, **elsewhere)
         assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.slow
-def test_an_evaluated_run_copied_without_its_data_answers_predict(own_tiny_run, tmp_path):
+def test_an_evaluated_run_copied_without_its_data_answers_predict(own_tiny_run, tmp_path, bnn_here):
     """The evaluation cached the threshold for its draws: no dataset is needed at all."""
     from bnn_cli.posterior.threshold import THRESHOLD_FILE
 
@@ -60,12 +55,10 @@ def test_an_evaluated_run_copied_without_its_data_answers_predict(own_tiny_run, 
     meta = json.loads((copy / "meta.json").read_text())
     (copy / "meta.json").write_text(json.dumps({**meta, "data_dir": str(tmp_path / "gone")}))
     assert "8" in json.loads((copy / THRESHOLD_FILE).read_text())["entropy_by_draws"]
-    env = {k: v for k, v in os.environ.items() if k != "BNN_DATA_DIR"}
-    env["XDG_CACHE_HOME"] = str(tmp_path / "empty-cache")
     np.save(tmp_path / "digit.npy", np.zeros((28, 28), np.float32))
-    result = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "predict", str(copy), "digit.npy"],
-        capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path, env=env,
+    result = bnn_here(
+        "predict", copy, "digit.npy", cwd=tmp_path, BNN_DATA_DIR=None,
+        XDG_CACHE_HOME=str(tmp_path / "empty-cache"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
 

@@ -197,20 +197,13 @@ def test_a_short_fit_records_diagnostics_and_is_flagged_not_converged(real_fashi
 
 
 @pytest.mark.slow
-def test_a_missing_ood_set_fails_before_anything_is_written(real_data_dir, tmp_path):
+def test_a_missing_ood_set_fails_before_anything_is_written(real_data_dir, tmp_path, bnn_here):
     config = load_config(ROOT / "configs" / "smoke.yaml", TINY)
     run_dir = train(config, tmp_path / "runs", str(real_data_dir), quiet())
     only_mnist = tmp_path / "data"
     only_mnist.mkdir()
     (only_mnist / "mnist").symlink_to(real_data_dir / "mnist")
-    result = subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", "evaluate", str(run_dir), "--ood", "fashion-mnist"]
-        + ["--data-dir", str(only_mnist)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = bnn_here("evaluate", run_dir, "--ood", "fashion-mnist", "--data-dir", only_mnist)
     assert result.returncode == 3, result.stderr
     assert (
         result.stderr.strip()

@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from bnn_cli.posterior import params
-from bnn_cli.report.plots import ALEATORIC, EPISTEMIC, render
+from bnn_cli.report.plots import ALEATORIC, EPISTEMIC, margins, render
 
 IN_COLOR, OUT_COLOR = ALEATORIC, EPISTEMIC
 LOG_FLOOR = 1e-6  # mutual information and SNR reach 0; log axes start here
@@ -48,7 +48,7 @@ def _draw_posterior(fig: Figure, arrays: dict[str, np.ndarray], names: Sequence[
             ax.set_xlabel(label if row is axes[-1] else "", fontsize=8)
     axes[0][0].set_title("standard deviations (median dashed)", fontsize=9)
     axes[0][1].set_title("signal-to-noise |mu| / sigma (1 dotted)", fontsize=9)
-    fig.tight_layout()
+    margins(fig, left=0.75, right=0.2, bottom=0.4, top=0.35, wspace=0.22, hspace=0.3)
 
 
 def _log_axes(ax: Any) -> None:
@@ -103,7 +103,7 @@ def _draw_fit_diagnostics(fig: Figure, elbo: dict[str, np.ndarray], tensors: dic
         ax.grid(alpha=0.3)
     if tensors:
         snr_ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    margins(fig, left=0.8, right=0.2, bottom=0.6, top=0.35, wspace=0.2, hspace=0.18)
 
 
 def ood_hist_png(
