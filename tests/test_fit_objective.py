@@ -15,6 +15,7 @@ from bnn_cli.fit import objective
 from bnn_cli.models.architecture import ParamSpec, param_specs
 from bnn_cli.models.build import build_model
 from bnn_cli.models.priors import collapsed_posterior, collapsed_scale_draws, factors
+from bnn_cli.posterior import params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def test_an_analytic_fit_goes_through_the_whole_pipeline(real_data_dir, tmp_path
     with np.load(run_dir / "approx.npz") as saved:
         for spec in param_specs(config.model):
             for factor in factors(spec, config.prior):
-                assert saved[f"mu/{factor.key}"].shape == factor.shape
+                assert saved[params.key(params.MU, factor.key)].shape == factor.shape
     run = load_run(run_dir)
     assert run.approx.sample(2, random_seed=0).posterior["dense1_w"].shape[2:] == (784, 16)
     idata = az.from_netcdf(run_dir / "predictive.nc")
