@@ -224,7 +224,7 @@ def bnn_here(monkeypatch) -> BnnHere:
                 signal.signal(sig, handler)
             root.setLevel(logger_state[0])
             root.handlers[:] = logger_state[1]
-            from bnn_cli.engine import backend
+            from bnn_cli.engine import backend  # lazy: imports PyTensor
 
             backend.configure("float32", "c")  # the suite's, as _pytensor_backend set it
         return subprocess.CompletedProcess(
