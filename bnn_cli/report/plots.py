@@ -306,6 +306,7 @@ def uncertain_digits_png(
         names,
         chosen,
         cols,
+        rows,
         figsize=(DIGIT_INCHES * width, DIGIT_INCHES * height),
     )
 
@@ -314,6 +315,8 @@ def uncertain_digits_png(
 # and per bar chart made most of an evaluation's plotting time (their ticks and layout).
 DIGIT_PITCH = (1.3, 1.95)  # a cell's width and height: title, picture, bars, labels, gaps
 DIGITS_TITLE = 0.3  # the figure's title, above the cells
+CAPTION = 0.35  # a picture's two-line caption, between the cell's top and the picture
+DIGIT_INSET = 0.15  # (DIGIT_PITCH[0] - 1) / 2: each picture centred in its cell
 BARS = (0.08, 0.42)  # the bar chart's gap below its picture, and its height
 DIGIT_INCHES = 1.45  # inches per unit
 
@@ -325,11 +328,12 @@ def _draw_uncertain_digits(
     names: Sequence[str],
     chosen: np.ndarray,
     cols: int,
+    rows: int,
 ) -> None:
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
     slots = [divmod(slot, cols) for slot in range(len(chosen))]
-    corners = [(c * DIGIT_PITCH[0] + 0.15, -r * DIGIT_PITCH[1] - 0.35) for r, c in slots]
+    corners = [(c * DIGIT_PITCH[0] + DIGIT_INSET, -r * DIGIT_PITCH[1] - CAPTION) for r, c in slots]
     side = int(round(np.sqrt(images[0].size)))
     for (left, top), index in zip(corners, chosen, strict=True):
         true, guess = int(pred.labels[index]), int(pred.predicted[index])
@@ -346,7 +350,6 @@ def _draw_uncertain_digits(
             color="black" if true == guess else WRONG,
         )
     _draw_digit_bars(ax, corners, pred, chosen, names)
-    rows = slots[-1][0] + 1 if slots else 1
     ax.set_xlim(0, cols * DIGIT_PITCH[0])
     ax.set_ylim(-rows * DIGIT_PITCH[1], DIGITS_TITLE)
     ax.set_aspect("equal")
@@ -369,9 +372,9 @@ def _draw_digit_bars(
     lefts = np.array([left for left, _ in corners])
     floors = np.array([top for _, top in corners]) - 1 - sum(BARS)
     colors = np.full((len(chosen), classes), "lightgrey", dtype=object)
-    rows = np.arange(len(chosen))
-    colors[rows, pred.predicted[chosen]] = WRONG  # overwritten below where it is right
-    colors[rows, pred.labels[chosen]] = CORRECT
+    cells = np.arange(len(chosen))
+    colors[cells, pred.predicted[chosen]] = WRONG  # overwritten below where it is right
+    colors[cells, pred.labels[chosen]] = CORRECT
     x = lefts[:, None] + offsets
     ax.bar(
         x.ravel(),
