@@ -173,6 +173,17 @@ def own_tiny_run(tiny_run, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_run, tmp_path / tiny_run.name))
 
 
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray (2 CPUs) for the tests that run an ensemble's members or a study's trials
+    as Ray tasks: they are in the "ray" xdist group, so on one worker, and starting Ray takes
+    seconds. The executors find it initialised and use it as they would a user's."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'bnn[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def server(monkeypatch):
     """A misbehaving HTTP mirror on 127.0.0.1 (tests/download_helpers.MirrorServer)."""

@@ -83,20 +83,16 @@ def test_ray_log_lines_go_to_the_log_file_not_the_console(tmp_path, capfd):
 
 
 @pytest.mark.slow
-def test_ray_ensemble_on_a_local_cluster(tmp_path, mnist_only):  # noqa: F811
+def test_ray_ensemble_on_a_local_cluster(tmp_path, mnist_only, local_ray):  # noqa: F811
     """An ensemble's members are Ray tasks like a sweep's points (the sweep itself runs on Ray
     in the token-cluster test below: one real Ray fit of each kind is enough)."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'bnn[ray]'")
     from bnn_cli import ensemble
     from tests.test_ensemble import tiny_config
 
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        members = ensemble.train_ensemble(
-            tiny_config(2), tmp_path / "ensemble", str(mnist_only), quiet(), executor="ray"
-        )
-    finally:
-        ray.shutdown()
+    members = ensemble.train_ensemble(
+        tiny_config(2), tmp_path / "ensemble", str(mnist_only), quiet(), executor="ray"
+    )
+    assert local_ray.is_initialized()  # the executor used it and left it running
     states = ensemble.members(members)
     assert [m.state for m in states] == ["complete", "complete"]
     assert len({m.seed for m in states}) == 2 and all(m.run_dir.is_dir() for m in states)

@@ -20,7 +20,6 @@ from optuna.trial import TrialState
 from bnn_cli.config import load_config
 from bnn_cli.runs import read_status
 from bnn_cli.tune import study as studies
-from tests.test_resume import bnn
 from tests.tune_helpers import TINY, write_tune
 
 GOOD = {"inference.learning_rate": 0.01, "prior.gain": 1.0}
@@ -51,7 +50,9 @@ def load(runs: Path, name: str = "tune"):
 
 
 @pytest.mark.slow
-def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path, real_data_dir):
+def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(
+    tmp_path, real_data_dir, bnn_here
+):
     tune = write_tune(
         tmp_path,
         {
@@ -61,7 +62,7 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
     )
     runs = tmp_path / "runs"
     common = ("--runs-dir", str(runs), "--data-dir", str(real_data_dir))
-    done = bnn("tune", str(tune), *common, timeout=600)
+    done = bnn_here("tune", tune, *common)
     assert done.returncode == 0, done.stderr
     best = Path(done.stdout.strip().splitlines()[-1])
     assert best == runs / "tunes" / "tune" / "best.yaml"
@@ -80,13 +81,13 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
     assert config.inference.learning_rate == study.best_trial.params["inference.learning_rate"]
     assert config.model.hidden == tuple(TINY["model.hidden"])
     assert "| 2 | pruned |" in (runs / "tunes" / "tune" / "report.md").read_text()
-    compared = bnn("compare", "--runs-dir", str(runs), "--format", "json")
+    compared = bnn_here("compare", "--runs-dir", runs, "--format", "json")
     rows = {r["run"]: r for r in json.loads(compared.stdout)}
     assert rows[pruned.name]["state"] == "pruned"
 
     # Again with a larger budget: the three trials are kept, one more runs (two at a time).
     values = [t.value for t in study.trials]
-    again = bnn("tune", str(tune), *common, "--trials", "4", "--jobs", "2", timeout=600)
+    again = bnn_here("tune", tune, *common, "--trials", "4", "--jobs", "2")
     assert again.returncode == 0, again.stderr
     assert "continuing study 'tune': 3 of 4 trials finished" in again.stderr
     study = load(runs)
@@ -96,7 +97,7 @@ def test_a_study_prunes_the_trial_behind_writes_best_yaml_and_continues(tmp_path
 
 @pytest.mark.slow
 def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_one(
-    tmp_path, real_data_dir
+    tmp_path, real_data_dir, bnn_here
 ):
     tune, runs = two_trials_to_cut(tmp_path), tmp_path / "runs"
     command = tune_command(tune, runs, real_data_dir)
@@ -126,7 +127,7 @@ def test_a_study_killed_mid_trial_loses_no_finished_trial_and_resumes_the_cut_on
         time.sleep(0.2)
     assert not _alive(cut_run)
 
-    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
+    done = bnn_here("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir)
     assert done.returncode == 0, done.stderr
     assert "1 cut-off trial(s) to retry" in done.stderr
     trials = load(runs).trials
@@ -150,19 +151,13 @@ def _alive(run: Path) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("ray")
-def test_a_study_on_a_local_ray_cluster(tmp_path, real_data_dir):
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'bnn[ray]'")
+def test_a_study_on_a_local_ray_cluster(tmp_path, real_data_dir, local_ray):
     from bnn_cli.tune import load_tune, run_tune
     from tests.sweep_helpers import quiet
 
     spec = load_tune(write_tune(tmp_path, {"trials": 2, "pruner": "none"}))
-    ray.init(num_cpus=2, include_dashboard=False)
-    try:
-        result = run_tune(
-            spec, tmp_path / "runs", str(real_data_dir), quiet(), executor="ray", jobs=2
-        )
-    finally:
-        ray.shutdown()
+    result = run_tune(spec, tmp_path / "runs", str(real_data_dir), quiet(), executor="ray", jobs=2)
+    assert local_ray.is_initialized()
     trials = result.study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert all(read_status(Path(t.user_attrs["run_dir"]))["state"] == "complete" for t in trials)
@@ -175,18 +170,18 @@ def test_a_study_on_a_local_ray_cluster(tmp_path, real_data_dir):
         (("--storage", "nosuchdb://x"), "error: --storage 'nosuchdb://x' cannot be opened: "),
     ],
 )
-def test_bad_requests_are_one_error_line_with_exit_2(tmp_path, args, message):
+def test_bad_requests_are_one_error_line_with_exit_2(tmp_path, args, message, bnn_here):
     tune = write_tune(tmp_path, {})
-    done = bnn("tune", str(tune), "--runs-dir", str(tmp_path / "runs"), *args)
+    done = bnn_here("tune", tune, "--runs-dir", tmp_path / "runs", *args)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert done.stderr.startswith(message)
 
 
-def test_an_unknown_space_key_is_refused_before_anything_is_written(tmp_path):
+def test_an_unknown_space_key_is_refused_before_anything_is_written(tmp_path, bnn_here):
     space = {"prior.gian": {"type": "float", "low": 0.5, "high": 2}}
     tune = write_tune(tmp_path, {"space": space})
-    done = bnn("tune", str(tune), "--runs-dir", str(tmp_path / "runs"))
+    done = bnn_here("tune", tune, "--runs-dir", tmp_path / "runs")
     assert done.returncode == 2
     assert "unknown key 'prior.gian' — did you mean 'prior.gain'?" in done.stderr
     assert not (tmp_path / "runs").exists()
@@ -214,7 +209,7 @@ def test_two_tuners_on_one_study_share_it_without_running_a_trial_twice(tmp_path
 
 
 @pytest.mark.slow
-def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_data_dir):
+def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_data_dir, bnn_here):
     tune, runs = two_trials_to_cut(tmp_path), tmp_path / "runs"
     command = tune_command(tune, runs, real_data_dir)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -235,7 +230,7 @@ def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_
     assert trials[1].user_attrs["retry"] is True
     assert read_status(cut[0])["state"] == "interrupted"
 
-    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
+    done = bnn_here("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir)
     assert done.returncode == 0, done.stderr
     trials = load(runs).trials
     assert trials[2].state == TrialState.COMPLETE and trials[2].user_attrs["run_dir"] == str(cut[0])
@@ -244,12 +239,12 @@ def test_an_interrupted_study_tells_the_cut_trial_and_resumes_it(tmp_path, real_
 
 @pytest.mark.slow
 def test_a_study_with_no_complete_trial_exits_5_with_its_report_and_no_best_yaml(
-    tmp_path, real_data_dir
+    tmp_path, real_data_dir, bnn_here
 ):
     diverging = {"type": "float", "low": 1e6, "high": 1e7, "log": True}  # NaN at once
     tune = write_tune(tmp_path, {"space": {"inference.learning_rate": diverging}, "trials": 1})
     runs = tmp_path / "runs"
-    done = bnn("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir, timeout=600)
+    done = bnn_here("tune", tune, "--runs-dir", runs, "--data-dir", real_data_dir)
     assert done.returncode == 5, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: no trial completed: no best.yaml")
