@@ -188,18 +188,8 @@ def test_ctrl_c_in_a_resumed_fit_leaves_it_interrupted_and_resumable(
     assert [entry["iteration"] for entry in meta["resumed"]] == [40, 40]
 
 
-def bnn(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "bnn_cli.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.mark.slow
-def test_a_run_killed_by_sigkill_resumes_through_the_cli(real_data_dir, tmp_path):
+def test_a_run_killed_by_sigkill_resumes_through_the_cli(real_data_dir, tmp_path, bnn_here):
     """The CLI's own default steps per call; 100 iterations, so that the kill lands well
     before the end. The resumed run is evaluated, as `bnn train` evaluates."""
     settings = [*SMALL, "inference.iterations=100"]
@@ -229,7 +219,7 @@ def test_a_run_killed_by_sigkill_resumes_through_the_cli(real_data_dir, tmp_path
     status = runs.read_status(run_dir)
     assert status["state"] == "running" and runs.process_gone(status)
 
-    out = bnn("train", "--resume", run_dir, "--data-dir", real_data_dir)
+    out = bnn_here("train", "--resume", run_dir, "--data-dir", real_data_dir)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == str(run_dir)
     assert_same_fit(whole, run_dir)
@@ -316,6 +306,6 @@ def test_runs_that_cannot_be_resumed_are_refused_with_exit_4(tmp_path):
         ),
     ],
 )
-def test_resume_with_a_config_or_set_is_a_usage_error(args, message):
-    out = bnn("train", *args)
+def test_resume_with_a_config_or_set_is_a_usage_error(args, message, bnn_here):
+    out = bnn_here("train", *args)
     assert (out.returncode, out.stderr) == (2, f"error: {message} (see 'bnn train --help')\n")
