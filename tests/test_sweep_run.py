@@ -105,7 +105,7 @@ def test_the_same_sweep_twice_at_once_is_refused(tmp_path, fake_train):  # noqa:
 
 
 @pytest.mark.slow
-def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_only):  # noqa: F811
+def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_only, bnn_here):  # noqa: F811
     path = tiny_sweep(tmp_path, {"seed": [0, 1]}, points=[{"data.dataset": "fashion-mnist"}])
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "bnn_cli.cli", "sweep", str(path), "--jobs", "2"]
@@ -132,9 +132,10 @@ def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_o
     assert "2/2" in out.stdout and "0/1" in out.stdout
     assert (runs / "sweeps" / "sweep.csv").is_file()
 
-    # Resume after seed=1 was interrupted: only it and the failing point run again.
+    # Resume after seed=1 was interrupted: only it and the failing point run again (the
+    # command in this process: the exit code above was the real process's).
     write_status(Path(complete[1]["run_dir"]), "interrupted")
-    out = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    out = bnn_here(*command[3:], COLUMNS="250")
     assert out.returncode == 5, out.stderr
     assert "skip seed=0: already complete" in out.stderr
     manifest = json.loads((runs / "sweeps" / "sweep.json").read_text())
