@@ -2,8 +2,11 @@
 `error:` line on stderr, the documented exit code and no traceback, and leaves run directories
 that tell the truth (no earlier run is ever modified).
 
-Each case runs `python -m bnn_cli.cli ...` in a subprocess. Where a fault cannot be produced
-from outside (a full disk, a bug), a few lines run before the CLI's `main` inject it (`patched`).
+Each case runs `python -m bnn_cli.cli ...` in a subprocess, but for the three tables of bad
+input (configs, data files, run directories: a hundred cases), which run the same `main` in this
+process (`here`); one case of each table also runs as a process, whose stderr must be that one
+line and nothing else. Where a fault cannot be produced from outside (a full disk, a bug), a few
+lines run before the CLI's `main` inject it (`patched`).
 The tests that train are marked slow; they share one module-wide runs directory whose first,
 complete run must stay byte-identical to the end.
 
@@ -106,6 +109,18 @@ def bnn(*args: object, timeout: float = 300, cwd: Path = ROOT, **extra: str) -> 
         check=False,
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def here(bnn_here) -> Callable[..., Result]:
+    """`bnn()` in this process: the same `main`, arguments, working directory and environment."""
+
+    def run(*args: object, cwd: Path = ROOT) -> Result:
+        unset = dict.fromkeys(("BNN_RUNS_DIR", "BNN_DATA_DIR"))
+        done = bnn_here(*args, cwd=cwd, COLUMNS="200", **unset)
+        return Result(done.returncode, done.stdout, done.stderr)
+
+    return run
 
 
 def patched(code: str, *args: object, timeout: float = 300) -> Result:
@@ -388,12 +403,15 @@ CONFIG_CASES = [
     [case[1:] for case in CONFIG_CASES],
     ids=[case[0] for case in CONFIG_CASES],
 )
-def test_a_bad_config_exits_2_with_one_line(tmp_path, text, overrides, expected):
+def test_a_bad_config_exits_2_with_one_line(request, tmp_path, here, text, overrides, expected):
     path = SMOKE
     if text is not None:
         path = tmp_path / "config.yaml"
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    result = bnn("train", path, *sets(*overrides), "--runs-dir", tmp_path / "runs")
+    # How deep YAML may nest is Python's recursion limit, which importing PyTensor raises (this
+    # process has): that case runs as a fresh process, as a user's `bnn train` reads its config.
+    cli = bnn if request.node.callspec.id == "nested-too-deeply" else here
+    result = cli("train", path, *sets(*overrides), "--runs-dir", tmp_path / "runs")
     assert (result.rc, result.error) == (2, expected.format(path=path))
     assert result.stdout == ""
     assert not (tmp_path / "runs").exists()  # nothing was created
@@ -508,8 +526,8 @@ def data_dir(tmp_path, make_synthetic_dataset) -> Path:
     return tmp_path / "data"
 
 
-def train_on(data_dir: Path, runs_dir: Path, *overrides: str) -> Result:
-    return bnn(
+def train_on(data_dir: Path, runs_dir: Path, *overrides: str, cli: Callable = bnn) -> Result:
+    return cli(
         "train",
         SMOKE,
         *sets(*SYNTHETIC, *overrides),
@@ -525,10 +543,10 @@ def train_on(data_dir: Path, runs_dir: Path, *overrides: str) -> Result:
     [case[1:] for case in DATA_CASES],
     ids=[case[0] for case in DATA_CASES],
 )
-def test_damaged_data_exits_3(tmp_path, data_dir, name, damage, expected):
+def test_damaged_data_exits_3(tmp_path, data_dir, here, name, damage, expected):
     folder = data_dir / "mnist"
     damage(folder / name)
-    result = train_on(data_dir, tmp_path / "runs")
+    result = train_on(data_dir, tmp_path / "runs", cli=here)
     line = expected.format(
         file=(folder / name).resolve(), folder=folder, base=shlex.quote(str(data_dir))
     )
@@ -777,14 +795,38 @@ RUN_CASES: list[tuple[str, Callable[[Path], None], str]] = [
 @pytest.mark.parametrize(
     ("damage", "expected"), [case[1:] for case in RUN_CASES], ids=[case[0] for case in RUN_CASES]
 )
-def test_evaluating_a_bad_run_exits_4_and_changes_nothing(tmp_path, data_dir, damage, expected):
+def test_evaluating_a_bad_run_exits_4_and_changes_nothing(
+    tmp_path, data_dir, here, damage, expected
+):
     run_dir = fake_run(tmp_path / "runs" / "20260101-000000-smoke-abcdef")
     damage(run_dir)
     before = snapshot(run_dir)
-    result = bnn("evaluate", run_dir, "--data-dir", data_dir)
+    result = here("evaluate", run_dir, "--data-dir", data_dir)
     assert (result.rc, result.error) == (4, expected.format(run=run_dir, name=run_dir.name))
     assert result.stdout == ""
     assert snapshot(run_dir) == before
+
+
+def test_one_case_of_each_table_as_a_process_writes_its_line_and_nothing_else(tmp_path, data_dir):
+    """The tables above run in this process; a process's stderr would also hold what the CLI's
+    own consoles never see (a library's warning, a stray log line): here it is the one line."""
+    _, text, overrides, config_line = CONFIG_CASES[0]
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    _, name, damage, data_line = DATA_CASES[0]
+    file = data_dir / "mnist" / name
+    _, damage_run, run_line = RUN_CASES[0]
+    run_dir = fake_run(tmp_path / "runs" / "20260101-000000-smoke-abcdef")
+    damage_run(run_dir)
+    expected = [
+        (bnn("train", config, *sets(*overrides)), 2, config_line.format(path=config)),
+        (bnn("evaluate", run_dir, "--data-dir", data_dir), 4, run_line.format(run=run_dir)),
+    ]
+    damage(file)
+    data = train_on(data_dir, tmp_path / "new-runs")
+    expected.append((data, 3, data_line.format(file=file.resolve())))
+    for result, rc, line in expected:
+        assert (result.rc, result.stdout, result.stderr) == (rc, "", line + "\n")
 
 
 def test_a_killed_run_is_named_killed(tmp_path, data_dir):
