@@ -3,7 +3,7 @@
 that tell the truth (no earlier run is ever modified).
 
 Each case runs `python -m bnn_cli.cli ...` in a subprocess, but for the three tables of bad
-input (configs, data files, run directories: a hundred cases), which run the same `main` in this
+input (configs, data files, run directories: 64 cases), which run the same `main` in this
 process (`here`); one case of each table also runs as a process, whose stderr must be that one
 line and nothing else. Where a fault cannot be produced from outside (a full disk, a bug), a few
 lines run before the CLI's `main` inject it (`patched`).
@@ -85,9 +85,14 @@ class Result:
         return lines[0]
 
 
+# What the CLI sees of the environment beyond the suite's own, in a process or in this one
+# (`here`): no runs or data directory of the user's, and a wide terminal. None: unset.
+CLI_ENV: dict[str, str | None] = {"BNN_RUNS_DIR": None, "BNN_DATA_DIR": None, "COLUMNS": "200"}
+
+
 def env(**extra: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("BNN_RUNS_DIR", "BNN_DATA_DIR")}
-    return {**base, "COLUMNS": "200", **extra}
+    merged = {**os.environ, **CLI_ENV, **extra}
+    return {k: v for k, v in merged.items() if v is not None}
 
 
 def sets(*items: str) -> list[str]:
@@ -116,8 +121,7 @@ def here(bnn_here) -> Callable[..., Result]:
     """`bnn()` in this process: the same `main`, arguments, working directory and environment."""
 
     def run(*args: object, cwd: Path = ROOT) -> Result:
-        unset = dict.fromkeys(("BNN_RUNS_DIR", "BNN_DATA_DIR"))
-        done = bnn_here(*args, cwd=cwd, COLUMNS="200", **unset)
+        done = bnn_here(*args, cwd=cwd, **CLI_ENV)
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run

@@ -108,8 +108,9 @@ def test_the_same_sweep_twice_at_once_is_refused(tmp_path, fake_train):  # noqa:
 def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_only, bnn_here):  # noqa: F811
     path = tiny_sweep(tmp_path, {"seed": [0, 1]}, points=[{"data.dataset": "fashion-mnist"}])
     runs = tmp_path / "runs"
-    command = [sys.executable, "-m", "bnn_cli.cli", "sweep", str(path), "--jobs", "2"]
-    command += ["--runs-dir", str(runs), "--data-dir", str(mnist_only)]
+    args = ["sweep", str(path), "--jobs", "2"]
+    args += ["--runs-dir", str(runs), "--data-dir", str(mnist_only)]
+    command = [sys.executable, "-m", "bnn_cli.cli", *args]
     env = {**os.environ, "COLUMNS": "250"}
     out = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
 
@@ -135,7 +136,7 @@ def test_local_sweep_two_jobs_with_a_failing_point_then_resume(tmp_path, mnist_o
     # Resume after seed=1 was interrupted: only it and the failing point run again (the
     # command in this process: the exit code above was the real process's).
     write_status(Path(complete[1]["run_dir"]), "interrupted")
-    out = bnn_here(*command[3:], COLUMNS="250")
+    out = bnn_here(*args, COLUMNS="250")
     assert out.returncode == 5, out.stderr
     assert "skip seed=0: already complete" in out.stderr
     manifest = json.loads((runs / "sweeps" / "sweep.json").read_text())
