@@ -2,11 +2,15 @@
 `error:` line on stderr, the documented exit code and no traceback, and leaves run directories
 that tell the truth (no earlier run is ever modified).
 
-Each case runs `python -m bnn_cli.cli ...` in a subprocess, but for the three tables of bad
-input (configs, data files, run directories: 64 cases), which run the same `main` in this
-process (`here`); one case of each table also runs as a process, whose stderr must be that one
-line and nothing else. Where a fault cannot be produced from outside (a full disk, a bug), a few
-lines run before the CLI's `main` inject it (`patched`).
+A case runs `python -m bnn_cli.cli ...` in a subprocess where the process is what it is about
+(a signal, a kill, two trainings at once, what a process writes to stderr); the rest run the
+same `main` in this process (`here`): the three tables of bad input (configs, data files, run
+directories: 64 cases), of which one case each also runs as a process whose stderr must be that
+one line and nothing else, and the commands a fault test runs after its fault. Where a fault
+cannot be produced from outside (a full disk, a bug, Ctrl-C at a given point), the test injects
+it: with `monkeypatch` in this process, or in a process with a few lines run before the CLI's
+`main` (`patched`: a download onto a full disk, a bug and its `--debug` traceback, an
+evaluation killed while it writes).
 The tests that train are marked slow; they share one module-wide runs directory whose first,
 complete run must stay byte-identical to the end.
 
@@ -17,6 +21,7 @@ root included, can create entries) instead.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -37,7 +42,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from bnn_cli import runs
+from bnn_cli import atomic, runs
 from bnn_cli.config import config_yaml, load_config
 from bnn_cli.data.datasets import DATASETS
 from bnn_cli.data.idx import idx_bytes
@@ -45,7 +50,7 @@ from bnn_cli.errors import RunError
 from bnn_cli.fit import steppers
 from bnn_cli.models.architecture import param_specs
 from bnn_cli.posterior import params
-from bnn_cli.posterior.evaluate import evaluate_run
+from bnn_cli.posterior.evaluate import PosteriorPredictive, evaluate_run
 from bnn_cli.runs import store
 from tests.conftest import REAL_DATA_DIR
 from tests.download_helpers import FILES, cli_env, wait_for_partial
@@ -118,10 +123,11 @@ def bnn(*args: object, timeout: float = 300, cwd: Path = ROOT, **extra: str) -> 
 
 @pytest.fixture
 def here(bnn_here) -> Callable[..., Result]:
-    """`bnn()` in this process: the same `main`, arguments, working directory and environment."""
+    """`bnn()` in this process: the same `main`, arguments, working directory and environment
+    (`extra`: variables set for the one call)."""
 
-    def run(*args: object, cwd: Path = ROOT) -> Result:
-        done = bnn_here(*args, cwd=cwd, **CLI_ENV)
+    def run(*args: object, cwd: Path = ROOT, **extra: str) -> Result:
+        done = bnn_here(*args, cwd=cwd, **{**CLI_ENV, **extra})
         return Result(done.returncode, done.stdout, done.stderr)
 
     return run
@@ -421,8 +427,8 @@ def test_a_bad_config_exits_2_with_one_line(request, tmp_path, here, text, overr
     assert not (tmp_path / "runs").exists()  # nothing was created
 
 
-def test_a_missing_config_file(tmp_path):
-    result = bnn("train", tmp_path / "nope.yaml")
+def test_a_missing_config_file(tmp_path, here):
+    result = here("train", tmp_path / "nope.yaml")
     assert result.rc == 2
     assert result.error == (
         f"error: config file '{tmp_path / 'nope.yaml'}' not found (give the path to a YAML file,"
@@ -430,18 +436,18 @@ def test_a_missing_config_file(tmp_path):
     )
 
 
-def test_yaml_python_tags_never_execute(tmp_path):
+def test_yaml_python_tags_never_execute(tmp_path, here):
     # Relative to the working directory: short enough that the message shows it whole.
     command_text = "!!python/object/apply:os.system ['touch pwned']"
     config = tmp_path / "evil.yaml"
     config.write_text(f"name: {command_text}\n")
-    result = bnn("train", config, cwd=tmp_path)
+    result = here("train", config, cwd=tmp_path)
     assert result.rc == 2
     assert result.error == (
         f"error: config file '{config}' is not valid YAML at line 1: could not determine a "
         "constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"
     )
-    result = bnn("train", SMOKE, "--set", f"name={command_text}", cwd=tmp_path)
+    result = here("train", SMOKE, "--set", f"name={command_text}", cwd=tmp_path)
     assert result.rc == 2
     assert result.error == f"error: --set name: cannot parse value {command_text!r}"
     assert not (tmp_path / "pwned").exists()
@@ -558,17 +564,17 @@ def test_damaged_data_exits_3(tmp_path, data_dir, here, name, damage, expected):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_corrupt_gzip_stream_exits_3(tmp_path, data_dir):
+def test_a_corrupt_gzip_stream_exits_3(tmp_path, data_dir, here):
     path = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
     corrupt_gzip(path)
-    result = train_on(data_dir, tmp_path / "runs")
+    result = train_on(data_dir, tmp_path / "runs", cli=here)
     assert result.rc == 3
     assert result.error.startswith(f"error: cannot read '{path.resolve()}': corrupt gzip stream (")
 
 
-def test_no_data_directory_points_to_download(tmp_path):
+def test_no_data_directory_points_to_download(tmp_path, here):
     missing = tmp_path / "no-data"
-    result = train_on(missing, tmp_path / "runs")
+    result = train_on(missing, tmp_path / "runs", cli=here)
     assert result.rc == 3
     assert result.error == (
         f"error: no mnist data in '{missing / 'mnist'}' (run 'bnn download-mnist --data-dir "
@@ -577,8 +583,8 @@ def test_no_data_directory_points_to_download(tmp_path):
     )
 
 
-def test_the_dataset_folder_itself_as_data_dir(tmp_path, data_dir):
-    result = train_on(data_dir / "mnist", tmp_path / "runs")
+def test_the_dataset_folder_itself_as_data_dir(tmp_path, data_dir, here):
+    result = train_on(data_dir / "mnist", tmp_path / "runs", cli=here)
     assert result.rc == 3
     assert result.error == (
         f"error: no mnist data in '{data_dir / 'mnist' / 'mnist'}'; '{data_dir / 'mnist'}' "
@@ -586,8 +592,8 @@ def test_the_dataset_folder_itself_as_data_dir(tmp_path, data_dir):
     )
 
 
-def test_train_plus_validation_larger_than_the_data(tmp_path, data_dir):
-    result = train_on(data_dir, tmp_path / "runs", "data.val_size=20")
+def test_train_plus_validation_larger_than_the_data(tmp_path, data_dir, here):
+    result = train_on(data_dir, tmp_path / "runs", "data.val_size=20", cli=here)
     assert result.rc == 3
     assert result.error == (
         "error: train_size + val_size = 20 + 20 exceeds the 30 training images of mnist in "
@@ -595,18 +601,18 @@ def test_train_plus_validation_larger_than_the_data(tmp_path, data_dir):
     )
 
 
-def test_download_into_an_unwritable_place(tmp_path, real_data_dir):
+def test_download_into_an_unwritable_place(tmp_path, real_data_dir, here):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     mirror = real_data_dir / "mnist"
-    result = bnn("download-mnist", "--data-dir", blocker / "data", "--mirror", mirror)
+    result = here("download-mnist", "--data-dir", blocker / "data", "--mirror", mirror)
     assert result.rc == 3
     assert result.error == (
         f"error: cannot create data directory '{blocker / 'data' / 'mnist'}': Not a directory "
         "(choose another with --data-dir or $BNN_DATA_DIR)"
     )
     if Path("/proc/self").is_dir():  # a directory no one, root included, can write into
-        result = bnn("download-mnist", "--mirror", mirror, BNN_DATA_DIR="/proc/self")
+        result = here("download-mnist", "--mirror", mirror, BNN_DATA_DIR="/proc/self")
         assert result.rc == 3
         assert result.error == (
             "error: cannot create data directory '/proc/self/mnist': No such file or directory "
@@ -631,7 +637,7 @@ def test_download_onto_a_full_disk(tmp_path, real_data_dir):
     assert [p.name for p in (tmp_path / "mnist").iterdir()] == [".download.lock"]
 
 
-def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir):
+def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, real_data_dir, here):
     server.files = {name: (real_data_dir / "mnist" / name).read_bytes() for name in FILES}
     target = tmp_path / "mnist"
     process = subprocess.Popen(
@@ -650,7 +656,7 @@ def test_a_download_killed_midway_is_recovered_by_the_next(tmp_path, server, rea
     assert process.returncode == -signal.SIGKILL
     assert partial.exists() and not (target / FILES[0]).exists()
     # No clean-up by hand: the next download removes the partial file and completes.
-    result = bnn("download-mnist", "--data-dir", tmp_path, "--mirror", real_data_dir / "mnist")
+    result = here("download-mnist", "--data-dir", tmp_path, "--mirror", real_data_dir / "mnist")
     assert result.rc == 0, result.stderr
     assert result.stdout.strip() == str(target)
     assert sorted(p.name for p in target.iterdir()) == sorted([".download.lock", *FILES])
@@ -833,10 +839,10 @@ def test_one_case_of_each_table_as_a_process_writes_its_line_and_nothing_else(tm
         assert (result.rc, result.stdout, result.stderr) == (rc, "", line + "\n")
 
 
-def test_a_killed_run_is_named_killed(tmp_path, data_dir):
+def test_a_killed_run_is_named_killed(tmp_path, data_dir, here):
     pid = dead_pid()
     run_dir = fake_run(tmp_path / "run", "running", pid=pid, host=platform.node())
-    result = bnn("evaluate", run_dir, "--data-dir", data_dir)
+    result = here("evaluate", run_dir, "--data-dir", data_dir)
     assert result.rc == 4
     assert result.error == (
         f"error: run 'run' is running, not complete, but its process (pid {pid}) is gone: it was "
@@ -844,18 +850,18 @@ def test_a_killed_run_is_named_killed(tmp_path, data_dir):
     )
 
 
-def test_a_missing_run_and_a_file(tmp_path):
-    result = bnn("evaluate", tmp_path / "nope")
+def test_a_missing_run_and_a_file(tmp_path, here):
+    result = here("evaluate", tmp_path / "nope")
     assert (result.rc, result.error) == (4, f"error: run directory '{tmp_path / 'nope'}' not found")
-    result = bnn("evaluate", SMOKE)
+    result = here("evaluate", SMOKE)
     assert (result.rc, result.error) == (4, f"error: run directory '{SMOKE}' is not a directory")
 
 
 @pytest.mark.parametrize("option", [["--draws", "0"], ["--split", "train"]])
-def test_evaluate_usage_errors_exit_2(tmp_path, option):
+def test_evaluate_usage_errors_exit_2(tmp_path, option, here):
     run_dir = fake_run(tmp_path / "run")
     before = snapshot(run_dir)
-    result = bnn("evaluate", run_dir, *option)
+    result = here("evaluate", run_dir, *option)
     assert result.rc == 2
     assert result.stderr.startswith(f"error: invalid value for '{option[0]}'")
     assert result.stderr.count("\n") == 1
@@ -863,17 +869,17 @@ def test_evaluate_usage_errors_exit_2(tmp_path, option):
     assert snapshot(run_dir) == before
 
 
-def test_an_unwritable_runs_directory(tmp_path, data_dir):
+def test_an_unwritable_runs_directory(tmp_path, data_dir, here):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = train_on(data_dir, blocker / "runs")
+    result = train_on(data_dir, blocker / "runs", cli=here)
     assert result.rc == 4
     assert result.error == (
         f"error: cannot create runs directory '{blocker / 'runs'}': Not a directory (choose "
         "another with --runs-dir or $BNN_RUNS_DIR)"
     )
     if Path("/proc/self").is_dir():
-        result = bnn(
+        result = here(
             "train", SMOKE, *sets(*SYNTHETIC), "--data-dir", data_dir, BNN_RUNS_DIR="/proc/self"
         )
         assert result.rc == 4
@@ -883,18 +889,17 @@ def test_an_unwritable_runs_directory(tmp_path, data_dir):
         )
 
 
-def test_evaluation_stopped_by_ctrl_c_leaves_the_run_as_it_was(tmp_path, data_dir):
+def test_evaluation_stopped_by_ctrl_c_leaves_the_run_as_it_was(
+    tmp_path, data_dir, here, monkeypatch
+):
     run_dir = fake_run(tmp_path / "run")
     before = snapshot(run_dir)
-    result = patched(
-        "import bnn_cli.posterior.evaluate\n"
-        "def stop(*args, **kwargs):\n    raise KeyboardInterrupt\n"
-        "bnn_cli.posterior.evaluate.PosteriorPredictive.__call__ = stop\n",
-        "evaluate",
-        run_dir,
-        "--data-dir",
-        data_dir,
-    )
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PosteriorPredictive, "__call__", stop)
+    result = here("evaluate", run_dir, "--data-dir", data_dir)
     assert (result.rc, result.error) == (130, "error: interrupted")
     assert snapshot(run_dir) == before
 
@@ -903,7 +908,7 @@ def without_staging(files: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in files.items() if not k.startswith(".report-")}
 
 
-def test_an_evaluation_killed_while_it_writes_keeps_the_earlier_report(tmp_path, data_dir):
+def test_an_evaluation_killed_while_it_writes_keeps_the_earlier_report(tmp_path, data_dir, here):
     run_dir = fake_run(tmp_path / "run")
     # The earlier report, written in this process: the cases are the evaluations after it.
     evaluate_run(run_dir, None, "test", str(data_dir), False, Console(file=io.StringIO()))
@@ -930,7 +935,7 @@ def test_an_evaluation_killed_while_it_writes_keeps_the_earlier_report(tmp_path,
     assert snapshot(run_dir) == before  # and SIGTERM's cleanup took SIGKILL's staging folder too
     # A finished evaluation replaces the report as a whole: nothing of the earlier one is left.
     (run_dir / "plots" / "stale.png").write_bytes(b"from an earlier evaluation")
-    assert bnn("evaluate", run_dir, "--draws", "3", "--data-dir", data_dir).rc == 0
+    assert here("evaluate", run_dir, "--draws", "3", "--data-dir", data_dir).rc == 0
     after = snapshot(run_dir)
     assert set(after) == set(before) and after != before
     assert json.loads((run_dir / "metrics.json").read_text())["draws"] == 3
@@ -1125,7 +1130,9 @@ def test_two_trainings_at_once_get_distinct_complete_runs(trained):
     ],
     ids=["sigint", "sigterm", "sigint-forwarded-by-a-sweep"],
 )
-def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, cause, inherited):
+def test_a_signal_during_training_saves_an_interrupted_run(
+    trained, here, sig, line, cause, inherited
+):
     from bnn_cli.errors import SIGINT_FROM_PARENT
 
     before = set(runs.list_runs(trained.runs_dir))
@@ -1154,7 +1161,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
     assert status["iterations_done"] >= 25
     with np.load(run_dir / "approx.npz") as npz:
         assert npz["mu/out_w"].shape == (16, 10)
-    result = bnn("evaluate", run_dir, "--data-dir", REAL_DATA_DIR)
+    result = here("evaluate", run_dir, "--data-dir", REAL_DATA_DIR)
     assert (result.rc, result.error) == (
         4,
         f"error: run '{run_dir.name}' is interrupted, not complete (use --allow-incomplete to "
@@ -1163,7 +1170,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
     if (
         sig == signal.SIGINT and inherited is signal.SIG_DFL
     ):  # once is enough: evaluating what an interrupted run saved
-        result = bnn(
+        result = here(
             "evaluate", run_dir, "--allow-incomplete", "--draws", "2", "--data-dir", REAL_DATA_DIR
         )
         assert result.rc == 0, result.stderr
@@ -1175,7 +1182,7 @@ def test_a_signal_during_training_saves_an_interrupted_run(trained, sig, line, c
 
 @ON_THE_TRAINED_RUNS
 @pytest.mark.slow
-def test_sigkill_during_training_never_reads_complete(trained):
+def test_sigkill_during_training_never_reads_complete(trained, here):
     before = set(runs.list_runs(trained.runs_dir))
     process = start(
         "train", SMOKE, *sets(*LONG), "--runs-dir", trained.runs_dir, "--data-dir", REAL_DATA_DIR
@@ -1186,7 +1193,7 @@ def test_sigkill_during_training_never_reads_complete(trained):
     status = status_of(killed)
     assert status["state"] == "running"
     left = snapshot(killed)
-    result = bnn("evaluate", killed, "--data-dir", REAL_DATA_DIR)
+    result = here("evaluate", killed, "--data-dir", REAL_DATA_DIR)
     assert (result.rc, result.error) == (
         4,
         f"error: run '{killed.name}' is running, not complete, but its process (pid "
@@ -1195,7 +1202,7 @@ def test_sigkill_during_training_never_reads_complete(trained):
     )
     # The next training is unaffected (PyTensor's compile lock, the runs directory).
     before = set(runs.list_runs(trained.runs_dir))
-    result = bnn(
+    result = here(
         "train",
         SMOKE,
         *sets(*TINY, "inference.iterations=10"),
@@ -1221,10 +1228,10 @@ DIVERGED = re.compile(
 
 @ON_THE_TRAINED_RUNS
 @pytest.mark.slow
-def test_a_diverging_fit_is_failed_with_advice(trained):
+def test_a_diverging_fit_is_failed_with_advice(trained, here):
     # A huge initial spread of the weights makes the very first ELBO estimate NaN.
     before = set(runs.list_runs(trained.runs_dir))
-    result = bnn(
+    result = here(
         "train",
         SMOKE,
         *sets(*TINY, "inference.start_sigma=1000.0"),
@@ -1240,7 +1247,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
     assert status["state"] == "failed"
     assert status["iterations_done"] == 1  # the iteration that diverged, not the last checkpoint
     assert f"error: {status['message']}" == result.error
-    result = bnn("evaluate", run_dir, "--data-dir", REAL_DATA_DIR)
+    result = here("evaluate", run_dir, "--data-dir", REAL_DATA_DIR)
     assert (result.rc, result.error) == (
         4,
         f"error: run '{run_dir.name}' is failed, not complete: {status['message']} (it saved no "
@@ -1251,15 +1258,17 @@ def test_a_diverging_fit_is_failed_with_advice(trained):
 
 @ON_THE_TRAINED_RUNS
 @pytest.mark.slow
-def test_a_full_disk_during_training_fails_the_run(trained):
+def test_a_full_disk_during_training_fails_the_run(trained, here, monkeypatch):
+    write = atomic._atomic_write
+
+    def full(path: Path, data: bytes) -> None:
+        if path.name == "approx.npz":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        write(path, data)
+
+    monkeypatch.setattr(atomic, "_atomic_write", full)
     before = set(runs.list_runs(trained.runs_dir))
-    result = patched(
-        ENOSPC + "import bnn_cli.atomic as r\n"
-        "write = r._atomic_write\n"
-        "def full(path, data):\n"
-        "    if path.name == 'approx.npz':\n        raise FULL\n"
-        "    write(path, data)\n"
-        "r._atomic_write = full\n",
+    result = here(
         "train",
         SMOKE,
         *sets(*TINY),
@@ -1278,12 +1287,12 @@ def test_a_full_disk_during_training_fails_the_run(trained):
 
 @ON_THE_TRAINED_RUNS
 @pytest.mark.slow
-def test_the_first_run_is_still_byte_identical(trained):
+def test_the_first_run_is_still_byte_identical(trained, here):
     """Last in this file: nothing above changed a byte of the first, complete run. Run on its
     own it still checks something of its own: commands that read the runs directory, and a
     refused resume of the complete run, leave it as it was."""
-    listed = bnn("compare", "--runs-dir", trained.runs_dir, "--format", "csv")
+    listed = here("compare", "--runs-dir", trained.runs_dir, "--format", "csv")
     assert listed.rc == 0 and trained.first.name in listed.stdout
-    refused = bnn("train", "--resume", trained.first, "--data-dir", REAL_DATA_DIR)
+    refused = here("train", "--resume", trained.first, "--data-dir", REAL_DATA_DIR)
     assert refused.rc == 4, refused.stderr
     trained.assert_first_untouched()
