@@ -47,16 +47,20 @@ def make_advi(
         else settings.start_sigma
         for rv in model.free_RVs
     }
-    if settings.kl == "analytic":
-        approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
-        advi = pm.variational.inference.Inference(
-            AnalyticKL, approx, None, beta=beta_of(settings), **(bound or {})
-        )
-    elif is_tempered(settings):
-        approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
-        advi = pm.KLqp(approx, beta=beta_of(settings))
-    else:
-        advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
+    # A huge start_sigma overflows PyMC's inverse softplus, log(expm1(sigma)), to rho = inf. The
+    # first step's loss is then NaN, and the fit fails with a divergence message that names
+    # start_sigma. NumPy's overflow warning would only print a second, less helpful line before it.
+    with np.errstate(over="ignore"):
+        if settings.kl == "analytic":
+            approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+            advi = pm.variational.inference.Inference(
+                AnalyticKL, approx, None, beta=beta_of(settings), **(bound or {})
+            )
+        elif is_tempered(settings):
+            approx = pm.MeanField(model=model, start_sigma=start_sigma, random_seed=seed)
+            advi = pm.KLqp(approx, beta=beta_of(settings))
+        else:
+            advi = pm.ADVI(model=model, start_sigma=start_sigma, random_seed=seed)
     with_static_shapes(advi.approx)
     advi.approx.bnn_points = tuple(points)  # read by `compile_step_function`
     return advi
