@@ -1068,6 +1068,12 @@ class Trained:
     def assert_first_untouched(self) -> None:
         assert snapshot(self.first) == self.digests
 
+    def train(self, cli: Callable[..., Result], *overrides: str, no_eval: bool = False) -> Result:
+        """A TINY training (with `overrides`) into the shared runs directory."""
+        flags = ("--no-eval",) if no_eval else ()
+        runs_dir = ("--runs-dir", self.runs_dir, "--data-dir", REAL_DATA_DIR)
+        return cli("train", SMOKE, *sets(*TINY, *overrides), *flags, *runs_dir)
+
 
 # The tests on `trained` share its runs directory, in this file's order, on one test worker
 # (pytest-xdist's loadgroup): one pair of trainings, and the last test sees what all did. The
@@ -1203,16 +1209,7 @@ def test_sigkill_during_training_never_reads_complete(trained, here):
     )
     # The next training is unaffected (PyTensor's compile lock, the runs directory).
     before = set(runs.list_runs(trained.runs_dir))
-    result = here(
-        "train",
-        SMOKE,
-        *sets(*TINY, "inference.iterations=10"),
-        "--no-eval",
-        "--runs-dir",
-        trained.runs_dir,
-        "--data-dir",
-        REAL_DATA_DIR,
-    )
+    result = trained.train(here, "inference.iterations=10", no_eval=True)
     assert result.rc == 0, result.stderr
     (new,) = trained.new_runs(before)
     assert status_of(new)["state"] == "complete"
@@ -1234,15 +1231,7 @@ def test_a_diverging_fit_is_failed_with_advice(trained, here):
     before = set(runs.list_runs(trained.runs_dir))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = here(
-            "train",
-            SMOKE,
-            *sets(*TINY, "inference.start_sigma=1000.0"),
-            "--runs-dir",
-            trained.runs_dir,
-            "--data-dir",
-            REAL_DATA_DIR,
-        )
+        result = trained.train(here, "inference.start_sigma=1000.0")
     # The error line is all the user sees: no NumPy overflow warning printed before it.
     assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert result.rc == 2  # a diverged fit: change the configuration
@@ -1273,15 +1262,7 @@ def test_a_full_disk_during_training_fails_the_run(trained, here, monkeypatch):
 
     monkeypatch.setattr(atomic, "_atomic_write", full)
     before = set(runs.list_runs(trained.runs_dir))
-    result = here(
-        "train",
-        SMOKE,
-        *sets(*TINY),
-        "--runs-dir",
-        trained.runs_dir,
-        "--data-dir",
-        REAL_DATA_DIR,
-    )
+    result = trained.train(here)
     (run_dir,) = trained.new_runs(before)
     message = f"cannot write '{run_dir / 'approx.npz'}': No space left on device"
     assert (result.rc, result.error) == (4, f"error: {message}")
