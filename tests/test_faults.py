@@ -537,7 +537,7 @@ def data_dir(tmp_path, make_synthetic_dataset) -> Path:
     return tmp_path / "data"
 
 
-def train_on(data_dir: Path, runs_dir: Path, *overrides: str, cli: Callable = bnn) -> Result:
+def train_on(cli: Callable[..., Result], data_dir: Path, runs_dir: Path, *overrides: str) -> Result:
     return cli(
         "train",
         SMOKE,
@@ -557,7 +557,7 @@ def train_on(data_dir: Path, runs_dir: Path, *overrides: str, cli: Callable = bn
 def test_damaged_data_exits_3(tmp_path, data_dir, here, name, damage, expected):
     folder = data_dir / "mnist"
     damage(folder / name)
-    result = train_on(data_dir, tmp_path / "runs", cli=here)
+    result = train_on(here, data_dir, tmp_path / "runs")
     line = expected.format(
         file=(folder / name).resolve(), folder=folder, base=shlex.quote(str(data_dir))
     )
@@ -568,14 +568,14 @@ def test_damaged_data_exits_3(tmp_path, data_dir, here, name, damage, expected):
 def test_a_corrupt_gzip_stream_exits_3(tmp_path, data_dir, here):
     path = data_dir / "mnist" / "train-images-idx3-ubyte.gz"
     corrupt_gzip(path)
-    result = train_on(data_dir, tmp_path / "runs", cli=here)
+    result = train_on(here, data_dir, tmp_path / "runs")
     assert result.rc == 3
     assert result.error.startswith(f"error: cannot read '{path.resolve()}': corrupt gzip stream (")
 
 
 def test_no_data_directory_points_to_download(tmp_path, here):
     missing = tmp_path / "no-data"
-    result = train_on(missing, tmp_path / "runs", cli=here)
+    result = train_on(here, missing, tmp_path / "runs")
     assert result.rc == 3
     assert result.error == (
         f"error: no mnist data in '{missing / 'mnist'}' (run 'bnn download-mnist --data-dir "
@@ -585,7 +585,7 @@ def test_no_data_directory_points_to_download(tmp_path, here):
 
 
 def test_the_dataset_folder_itself_as_data_dir(tmp_path, data_dir, here):
-    result = train_on(data_dir / "mnist", tmp_path / "runs", cli=here)
+    result = train_on(here, data_dir / "mnist", tmp_path / "runs")
     assert result.rc == 3
     assert result.error == (
         f"error: no mnist data in '{data_dir / 'mnist' / 'mnist'}'; '{data_dir / 'mnist'}' "
@@ -594,7 +594,7 @@ def test_the_dataset_folder_itself_as_data_dir(tmp_path, data_dir, here):
 
 
 def test_train_plus_validation_larger_than_the_data(tmp_path, data_dir, here):
-    result = train_on(data_dir, tmp_path / "runs", "data.val_size=20", cli=here)
+    result = train_on(here, data_dir, tmp_path / "runs", "data.val_size=20")
     assert result.rc == 3
     assert result.error == (
         "error: train_size + val_size = 20 + 20 exceeds the 30 training images of mnist in "
@@ -834,7 +834,7 @@ def test_one_case_of_each_table_as_a_process_writes_its_line_and_nothing_else(tm
         (bnn("evaluate", run_dir, "--data-dir", data_dir), 4, run_line.format(run=run_dir)),
     ]
     damage(file)
-    data = train_on(data_dir, tmp_path / "new-runs")
+    data = train_on(bnn, data_dir, tmp_path / "new-runs")
     expected.append((data, 3, data_line.format(file=file.resolve())))
     for result, rc, line in expected:
         assert (result.rc, result.stdout, result.stderr) == (rc, "", line + "\n")
@@ -873,7 +873,7 @@ def test_evaluate_usage_errors_exit_2(tmp_path, option, here):
 def test_an_unwritable_runs_directory(tmp_path, data_dir, here):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = train_on(data_dir, blocker / "runs", cli=here)
+    result = train_on(here, data_dir, blocker / "runs")
     assert result.rc == 4
     assert result.error == (
         f"error: cannot create runs directory '{blocker / 'runs'}': Not a directory (choose "
